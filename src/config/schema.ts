@@ -1,0 +1,227 @@
+// The configuration schema: the single source for validation, defaults, the JSON Schema for
+// editors (`gatehouse config schema`) and docs/configuration.md. Unknown keys are errors, so a
+// typo never silently turns a control off.
+
+import { z } from "zod";
+import { RISK_FLAGS, SQL_KINDS } from "../domain/operation.ts";
+import { parseDuration } from "./duration.ts";
+
+const duration = z
+  .union([z.number(), z.string()])
+  .transform((v, ctx) => {
+    const s = parseDuration(v);
+    if (s === undefined) {
+      ctx.addIssue({ code: "custom", message: `"${v}" is not a duration; write seconds or e.g. "30s", "15m", "1h", "7d"` });
+      return z.NEVER;
+    }
+    return s;
+  })
+  .meta({ description: 'Seconds, or a string such as "30s", "15m", "1h", "7d".' });
+
+const name = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, "use lower-case letters, digits, '.', '_' and '-' (at most 63 characters)");
+
+const action = z.enum(["allow", "review", "deny"]);
+const reviewMode = z.enum(["hold", "async"]);
+
+export const issuerSchema = z
+  .object({
+    issuer: z.string().min(1).describe("Issuer URL exactly as in the token's `iss`. For multi-tenant Entra use `{tenantid}` in place of the tenant id and list allowedTenants."),
+    audiences: z.array(z.string().min(1)).min(1).describe("Accepted `aud` values (Entra: the API's client id and/or its App ID URI)."),
+    discoveryUrl: z.string().url().optional().describe("OpenID discovery document; default `<issuer>/.well-known/openid-configuration` (for `{tenantid}` issuers: the `organizations` endpoint is not assumed, set this or jwksUri)."),
+    jwksUri: z.string().url().optional().describe("JWKS URL; skips discovery when set."),
+    allowedTenants: z.array(z.string().min(1)).optional().describe("Accepted `tid` values. Required when the issuer contains `{tenantid}`; optional extra check otherwise."),
+    algorithms: z.array(z.enum(["RS256", "ES256"])).min(1).default(["RS256", "ES256"]).describe("Accepted signing algorithms; only RS256 and ES256 can be enabled."),
+    allowInsecureHttp: z.boolean().default(false).describe("Accept an http:// issuer that is not on loopback (test environments only)."),
+    groupOverage: z.enum(["reject", "no-groups"]).default("reject").describe("What to do with a token whose groups did not fit (Entra overage): reject it (default), or proceed with no groups (rules keyed on groups will not match)."),
+    requireAccessTokenType: z.boolean().default(true).describe("Reject JWTs whose `typ` header marks them as something other than an access token (`JWT` and `at+jwt` are accepted)."),
+    name: z.string().optional().describe("Label for logs and audit; default the issuer URL."),
+  })
+  .strict();
+
+export const devIssuerSchema = z
+  .object({
+    enabled: z.boolean().default(false).describe("Trust tokens minted by `gatehouse dev token`. Never enable in production."),
+    keyFile: z.string().default("./data/dev-issuer-key.json").describe("Where the development signing key is kept (created on first use)."),
+    audience: z.string().default("gatehouse-dev").describe("Audience of development tokens."),
+    tokenLifetime: duration.default(3600).describe("Lifetime of minted development tokens."),
+  })
+  .strict();
+
+export const identitySchema = z
+  .object({
+    issuers: z.array(issuerSchema).default([]).describe("Trusted OIDC issuers (Microsoft Entra ID in production)."),
+    clockSkewSeconds: z.number().int().min(0).max(300).default(120).describe("Allowed clock skew for exp/nbf/iat, in seconds (at most 300)."),
+    groupNames: z.record(z.string(), z.string()).default({}).describe("Map of group object ids to names; a Principal carries both, so rules may use either."),
+    maxTokenBytes: z.number().int().min(512).max(65536).default(16384).describe("Largest token accepted, in bytes."),
+    jwksCacheSeconds: z.number().int().min(10).default(600).describe("How long a fetched JWKS is trusted before refresh."),
+    jwksRefetchCooldownSeconds: z.number().int().min(1).default(30).describe("Minimum interval between JWKS refetches triggered by an unknown `kid`."),
+    devIssuer: devIssuerSchema.default({ enabled: false, keyFile: "./data/dev-issuer-key.json", audience: "gatehouse-dev", tokenLifetime: 3600 }),
+  })
+  .strict();
+
+export const postgresTargetSchema = z
+  .object({
+    host: z.string().min(1).describe("Target host, as the agent sees it."),
+    port: z.number().int().min(1).max(65535).default(5432),
+    database: z.string().min(1),
+    user: z.string().min(1),
+    password: z.string().optional().describe("Credential reference resolved by the agent: `env:NAME` or `file:/path` (a literal is accepted but discouraged)."),
+    tls: z.enum(["disable", "prefer", "require", "verify-full"]).default("prefer").describe("TLS from the agent to the target."),
+    ca: z.string().optional().describe("CA bundle reference (`file:/path`) for verify-full."),
+  })
+  .strict();
+
+export const connectionPolicySchema = z
+  .object({
+    default: action.default("deny").describe("Decision when no rule matches."),
+    unparseable: z.enum(["review", "deny"]).default("review").describe("Decision for input that cannot be parsed; never allow."),
+    reviewMode: reviewMode.default("hold").describe("hold: the client waits; async: fail at once with the review id, the identical retry runs after approval."),
+    approvers: z.array(z.string()).default([]).describe("Approver groups for review decisions that name none."),
+    reviewExpires: duration.default(3600).describe("Default validity of a review."),
+  })
+  .strict();
+
+export const connectionSchema = z
+  .object({
+    name,
+    protocol: z.enum(["postgres"]).describe("Target protocol (http and ssh arrive with their own gates)."),
+    agent: z.string().default("embedded").describe("Agent serving this connection; `embedded` is the in-process agent."),
+    labels: z.record(z.string(), z.string()).default({}).describe("Free-form labels policies can match (e.g. env: prod)."),
+    description: z.string().optional(),
+    postgres: postgresTargetSchema.optional(),
+    policy: connectionPolicySchema.default({ default: "deny", unparseable: "review", reviewMode: "hold", approvers: [], reviewExpires: 3600 }),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.protocol === "postgres" && !c.postgres) {
+      ctx.addIssue({ code: "custom", path: ["postgres"], message: "a postgres connection needs a `postgres:` target (host, database, user)" });
+    }
+  });
+
+const stringList = z.array(z.string().min(1));
+
+export const ruleSchema = z
+  .object({
+    name,
+    description: z.string().optional(),
+    principals: z
+      .object({
+        groups: stringList.optional().describe("Matches members of any of these groups (names or object ids)."),
+        roles: stringList.optional().describe("Matches holders of any of these app roles."),
+        kind: z.enum(["human", "service"]).optional().describe("service: app-only tokens (AI agents); human: delegated user tokens."),
+        subjects: stringList.optional().describe("Matches these Principal subjects (`tid/oid`) or object ids."),
+      })
+      .strict()
+      .optional(),
+    connections: z
+      .object({
+        names: stringList.optional().describe("Connection names; `*` wildcards allowed."),
+        labels: z.record(z.string(), z.string()).optional().describe("All of these labels must match."),
+      })
+      .strict()
+      .optional(),
+    operations: z
+      .object({
+        protocols: z.array(z.enum(["postgres", "http", "ssh"])).optional(),
+        kinds: z.array(z.enum(SQL_KINDS)).optional().describe("SQL statement kinds."),
+        flags: z.array(z.enum(RISK_FLAGS)).optional().describe("Classifier risk flags."),
+        tables: stringList.optional().describe("Tables (`*` wildcards; unqualified names match any schema)."),
+        statements: stringList.optional().describe("Parse-tree statement node types, e.g. DropStmt, VariableSetStmt."),
+      })
+      .strict()
+      .optional(),
+    decision: action,
+    message: z.string().optional().describe("Shown to the caller on deny and review."),
+    review: z
+      .object({
+        approvers: stringList.optional(),
+        quorum: z.number().int().min(1).max(10).default(1),
+        expires: duration.optional(),
+        mode: reviewMode.optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+export const storeSchema = z
+  .object({
+    url: z.string().default("sqlite:./data/gatehouse.db").describe("`sqlite:PATH` (embedded, default), `sqlite::memory:`, or `postgres://…` (production, shared by replicas)."),
+    poolSize: z.number().int().min(1).max(100).default(10).describe("PostgreSQL pool size."),
+  })
+  .strict();
+
+export const postgresListenerSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    host: z.string().default("127.0.0.1"),
+    port: z.number().int().min(0).max(65535).default(15432),
+    tls: z
+      .object({
+        cert: z.string().optional().describe("PEM certificate reference (`file:/path` or `env:NAME`)."),
+        key: z.string().optional().describe("PEM private key reference."),
+        selfSigned: z.boolean().default(true).describe("Without cert/key, generate a self-signed certificate on first start (development)."),
+      })
+      .strict()
+      .default({ selfSigned: true }),
+    allowCleartextLoopback: z.boolean().default(false).describe("Accept the token as a cleartext password without TLS when the client is on loopback."),
+  })
+  .strict();
+
+export const apiSchema = z
+  .object({
+    host: z.string().default("127.0.0.1"),
+    port: z.number().int().min(0).max(65535).default(8080),
+    publicUrl: z.string().url().optional().describe("URL reviewers use to reach the API/UI (links in notices)."),
+    adminGroups: z.array(z.string()).default([]).describe("Groups allowed to read configuration and audit data over the API."),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    identity: identitySchema.default(identitySchema.parse({})),
+    connections: z.array(connectionSchema).default([]),
+    policies: z.array(ruleSchema).default([]).describe("Ordered rules; the most restrictive matching decision wins (deny > review > allow), ties go to the earlier rule."),
+    store: storeSchema.default({ url: "sqlite:./data/gatehouse.db", poolSize: 10 }),
+    listeners: z
+      .object({ postgres: postgresListenerSchema.default(postgresListenerSchema.parse({})) })
+      .strict()
+      .default({ postgres: postgresListenerSchema.parse({}) }),
+    api: apiSchema.default(apiSchema.parse({})),
+    logging: z
+      .object({ level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info") })
+      .strict()
+      .default({ level: "info" }),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    c.connections.forEach((conn, i) => {
+      if (seen.has(conn.name)) ctx.addIssue({ code: "custom", path: ["connections", i, "name"], message: `duplicate connection name "${conn.name}"` });
+      seen.add(conn.name);
+    });
+    const rules = new Set<string>();
+    c.policies.forEach((r, i) => {
+      if (rules.has(r.name)) ctx.addIssue({ code: "custom", path: ["policies", i, "name"], message: `duplicate rule name "${r.name}"` });
+      rules.add(r.name);
+      if (r.decision !== "review" && r.review) ctx.addIssue({ code: "custom", path: ["policies", i, "review"], message: "`review` settings only apply to decision: review" });
+    });
+    c.identity.issuers.forEach((iss, i) => {
+      if (iss.issuer.includes("{tenantid}") && !iss.allowedTenants?.length) {
+        ctx.addIssue({ code: "custom", path: ["identity", "issuers", i, "allowedTenants"], message: "a `{tenantid}` issuer must list allowedTenants" });
+      }
+    });
+  });
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+export type IssuerConfig = z.infer<typeof issuerSchema>;
+export type IdentityConfig = z.infer<typeof identitySchema>;
+export type RuleConfig = z.infer<typeof ruleSchema>;
+export type ConnectionConfig = z.infer<typeof connectionSchema>;
+
+export function configJsonSchema(): unknown {
+  return z.toJSONSchema(configSchema, { io: "input", unrepresentable: "any" });
+}

@@ -1,0 +1,83 @@
+// The one registry of user-facing errors. Each code is stable, documented in docs/errors.md
+// (a test fails on an undocumented code), and its message says what to do. User errors are
+// kept apart from internal failures: only `InternalError`s are bugs.
+
+export interface ErrorDef {
+  code: string;
+  /** HTTP status used when the error reaches an HTTP caller. */
+  status: number;
+  /** SQLSTATE used when the error reaches a PostgreSQL client. */
+  sqlstate: string;
+  title: string;
+  /** What the user should do about it. */
+  hint: string;
+}
+
+function def(code: string, status: number, sqlstate: string, title: string, hint: string): ErrorDef {
+  return { code, status, sqlstate, title, hint };
+}
+
+export const ERRORS = {
+  // configuration
+  CONFIG_INVALID: def("GH-CONFIG-001", 500, "F0000", "Configuration is invalid", "Fix the keys listed above; `gatehouse config check FILE` validates a file without starting anything."),
+  CONFIG_ENV_MISSING: def("GH-CONFIG-002", 500, "F0000", "Configuration references an unset environment variable", "Export the variable named in the message, or remove the ${VAR} reference."),
+  CONFIG_UNREADABLE: def("GH-CONFIG-003", 500, "F0000", "Configuration file cannot be read or parsed", "Check the path and that the file is valid YAML."),
+  // identity
+  AUTH_TOKEN_MISSING: def("GH-AUTH-001", 401, "28000", "No access token was presented", "Send your OIDC access token: `Authorization: Bearer <token>` over HTTP, or as the password for PostgreSQL."),
+  AUTH_TOKEN_MALFORMED: def("GH-AUTH-002", 401, "28P01", "The access token is not a well-formed JWT", "Send the raw access token (three base64url parts separated by dots), not an ID token or a refresh token."),
+  AUTH_SIGNATURE_INVALID: def("GH-AUTH-003", 401, "28P01", "The access token's signature does not verify", "Request a fresh token from the configured identity provider; tokens from other issuers or edited tokens are rejected."),
+  AUTH_TOKEN_EXPIRED: def("GH-AUTH-004", 401, "28P01", "The access token has expired", "Request a new access token and reconnect."),
+  AUTH_TOKEN_NOT_YET_VALID: def("GH-AUTH-005", 401, "28P01", "The access token is not valid yet (nbf in the future)", "Check the clock of the machine that issued or uses the token; allowed skew is identity.clockSkewSeconds."),
+  AUTH_ISSUER_INVALID: def("GH-AUTH-006", 401, "28P01", "The access token was issued by an issuer this gateway does not trust", "Request the token from the issuer configured in identity.issuers[].issuer (for Entra: your tenant's v2.0 endpoint)."),
+  AUTH_AUDIENCE_INVALID: def("GH-AUTH-007", 401, "28P01", "The access token is for another audience", "Request the token for the gateway's application (scope `api://<gateway-app-id>/.default`); accepted audiences are identity.issuers[].audiences."),
+  AUTH_ALGORITHM_REJECTED: def("GH-AUTH-008", 401, "28P01", "The access token uses a signing algorithm the gateway refuses", "Only RS256 and ES256 signed tokens are accepted; `none` and HMAC tokens never are."),
+  AUTH_KEY_UNKNOWN: def("GH-AUTH-009", 401, "28P01", "The access token is signed with a key the issuer does not publish", "Request a fresh token; if the issuer has just rotated keys, retry in a minute."),
+  AUTH_TENANT_NOT_ALLOWED: def("GH-AUTH-010", 401, "28P01", "The access token's tenant is not allowed", "Use a token from one of the tenants in identity.issuers[].allowedTenants."),
+  AUTH_GROUPS_OVERAGE: def("GH-AUTH-011", 401, "28P01", "The token has too many groups to list them (group overage)", "Ask the administrator to emit only groups assigned to the application (groupMembershipClaims: ApplicationGroup), or set identity.issuers[].groupOverage to `no-groups` deliberately."),
+  AUTH_CLAIM_MISSING: def("GH-AUTH-012", 401, "28P01", "The access token lacks a required claim", "The token must carry exp, iat/nbf as issued, and a subject (oid or sub); request a standard access token."),
+  AUTH_ISSUER_UNREACHABLE: def("GH-AUTH-013", 503, "08006", "The identity provider's keys could not be fetched", "The gateway cannot reach the issuer's discovery or JWKS endpoint; retry shortly and check network egress to the issuer."),
+  AUTH_INSECURE_ISSUER: def("GH-AUTH-014", 500, "F0000", "An http:// issuer is configured outside loopback", "Use an https:// issuer, or set identity.issuers[].allowInsecureHttp: true for a test environment you control."),
+  AUTH_TOKEN_TOO_LARGE: def("GH-AUTH-015", 401, "28P01", "The access token is larger than the gateway accepts", "Tokens over identity.maxTokenBytes are refused; request a token without unneeded claims."),
+  AUTH_TOKEN_TYPE_INVALID: def("GH-AUTH-016", 401, "28P01", "The JWT is not an access token", "Send an OIDC access token for the gateway, not an ID token or a logout token."),
+  // policy
+  POLICY_DENIED: def("GH-POLICY-001", 403, "42501", "The operation was denied by policy", "The rule named in the message forbids this operation; ask the policy owners if you need it."),
+  POLICY_REVIEW_REQUIRED: def("GH-POLICY-002", 403, "42501", "The operation needs a human review", "A review was opened; once a reviewer approves it, send the identical operation again (async mode) or wait (hold mode)."),
+  POLICY_EVALUATION_FAILED: def("GH-POLICY-003", 500, "XX000", "Policy could not be evaluated", "The operation was refused because the gate could not decide (fail closed); check the gateway's logs."),
+  POLICY_UNKNOWN_CONNECTION: def("GH-POLICY-004", 404, "3D000", "Unknown connection", "Use one of the connection names listed by `gatehouse connections list` or GET /api/v1/connections."),
+  // store
+  STORE_UNAVAILABLE: def("GH-STORE-001", 503, "08006", "The gateway's store is unavailable", "The gateway refuses operations it cannot audit; check the store (store.url) and /readyz."),
+  // API
+  API_NOT_FOUND: def("GH-API-001", 404, "XX000", "No such resource", "Check the path against the OpenAPI document at /api/v1/openapi.json."),
+  API_BAD_REQUEST: def("GH-API-002", 400, "XX000", "The request is invalid", "Fix the request fields listed in the problem details."),
+  API_FORBIDDEN: def("GH-API-003", 403, "42501", "You are not allowed to do this", "This action needs one of the groups listed in the message."),
+  // development identity
+  DEV_ISSUER_DISABLED: def("GH-DEV-001", 400, "F0000", "The development issuer is not enabled", "Set identity.devIssuer.enabled: true in the configuration (never in production) or use a real identity provider."),
+} as const satisfies Record<string, ErrorDef>;
+
+export type ErrorKey = keyof typeof ERRORS;
+
+/** A user-facing error: bad config, bad token, denied operation. Never a bug. */
+export class GatehouseError extends Error {
+  readonly def: ErrorDef;
+  readonly detail: string;
+  readonly extra: Record<string, unknown>;
+  constructor(key: ErrorKey | ErrorDef, detail?: string, extra: Record<string, unknown> = {}) {
+    const d = typeof key === "string" ? ERRORS[key] : key;
+    super(detail ? `${d.title}: ${detail}` : d.title);
+    this.name = "GatehouseError";
+    this.def = d;
+    this.detail = detail ?? "";
+    this.extra = extra;
+  }
+  get code(): string {
+    return this.def.code;
+  }
+  /** One line for a human: what happened, then what to do. */
+  describe(): string {
+    return `${this.def.code} ${this.message}. ${this.def.hint}`;
+  }
+}
+
+export function isGatehouseError(e: unknown): e is GatehouseError {
+  return e instanceof GatehouseError;
+}

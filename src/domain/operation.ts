@@ -1,0 +1,79 @@
+// The unit the gate judges. Protocol modules describe what will run (classification);
+// policy decides on this description only, never on raw bytes.
+
+import type { Protocol } from "./connection.ts";
+
+/** Kinds a SQL statement can have; one statement may have several (WITH … DELETE … SELECT). */
+export const SQL_KINDS = [
+  "read",
+  "write",
+  "ddl",
+  "dcl",
+  "transaction",
+  "session",
+  "utility",
+  "procedural",
+  "admin",
+  "unknown",
+] as const;
+export type SqlKind = (typeof SQL_KINDS)[number];
+
+/** Risk flags the classifier sets; policy rules can match them. */
+export const RISK_FLAGS = [
+  "delete-without-where",
+  "update-without-where",
+  "truncate",
+  "drop",
+  "drop-database",
+  "do-block",
+  "copy-program",
+  "copy-to-file",
+  "copy-from-file",
+  "explain-analyze-write",
+  "prepare",
+  "execute-prepared",
+  "unknown-prepared",
+  "set-role",
+  "session-authorization",
+  "alter-system",
+  "function-call",
+  "procedure-call",
+  "dynamic-sql",
+  "locking-read",
+  "multi-statement",
+  "unparseable",
+] as const;
+export type RiskFlag = (typeof RISK_FLAGS)[number];
+
+export interface SqlStatement {
+  /** Source text of this statement (trimmed). */
+  text: string;
+  /** Every kind found anywhere in the statement's tree. */
+  kinds: SqlKind[];
+  /** The most dangerous of `kinds` (order: SQL_KIND_RISK). */
+  kind: SqlKind;
+  /** Parse-tree node type of the statement itself, e.g. `DeleteStmt`. */
+  nodeType: string;
+  /** All statement node types in the tree (nested ones too). */
+  nodeTypes: string[];
+  /** Relations touched, schema-qualified where the statement qualifies them. */
+  tables: string[];
+  /** Functions called (schema-qualified where given). */
+  functions: string[];
+  flags: RiskFlag[];
+}
+
+export interface SqlDescription {
+  statements: SqlStatement[];
+  /** Set when the text did not parse: the operation is `unparseable`. */
+  parseError?: string;
+}
+
+export interface Operation {
+  protocol: Protocol;
+  /** Canonical text shown to reviewers and bound into approvals. */
+  text: string;
+  /** Bound parameter values (extended protocol), as text or null; part of the approval binding. */
+  parameters?: (string | null)[];
+  sql?: SqlDescription;
+}
