@@ -1,0 +1,182 @@
+// The append-only, hash-chained audit trail. Each event carries a sequence number and the
+// SHA-256 of the previous event, so an edited, deleted or reordered row breaks the chain.
+//
+// Appends are group-committed: everything appended in one turn of the event loop is written in
+// one transaction, and each caller's promise settles only once its event is durable in the
+// store. The gate awaits that promise before forwarding an operation (fail closed).
+//
+// Never: resolve an append that was not written, or log token material.
+
+import { createHash, randomUUID } from "node:crypto";
+import { sql } from "kysely";
+import { GatehouseError } from "../domain/errors.ts";
+import type { AuditEventsTable } from "../store/schema.ts";
+import type { Store } from "../store/store.ts";
+
+export const GENESIS_HASH = "0".repeat(64);
+
+export interface AuditEventInput {
+  type: string;
+  principal?: { subject: string; displayName: string } | undefined;
+  connection?: string | undefined;
+  sessionId?: string | undefined;
+  decision?: string | undefined;
+  rule?: string | undefined;
+  data?: Record<string, unknown>;
+}
+
+export type AuditRecord = AuditEventsTable;
+
+/** Canonical JSON: object keys sorted, so the hash does not depend on insertion order. */
+export function canonicalJson(v: unknown): string {
+  if (v === null || typeof v !== "object") return JSON.stringify(v) ?? "null";
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  const entries = Object.entries(v as Record<string, unknown>)
+    .filter(([, x]) => x !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(",")}}`;
+}
+
+export function hashEvent(e: Omit<AuditRecord, "hash">): string {
+  const body = canonicalJson({
+    seq: e.seq,
+    id: e.id,
+    at: e.at,
+    type: e.type,
+    principal_subject: e.principal_subject,
+    principal_name: e.principal_name,
+    connection: e.connection,
+    session_id: e.session_id,
+    decision: e.decision,
+    rule: e.rule,
+    data: e.data,
+  });
+  return createHash("sha256").update(e.prev_hash).update("\n").update(body).digest("hex");
+}
+
+interface Pending {
+  input: AuditEventInput;
+  at: number;
+  resolve: (r: AuditRecord) => void;
+  reject: (e: unknown) => void;
+}
+
+// Arbitrary constant for pg_advisory_xact_lock: serializes chain appends across replicas.
+const CHAIN_LOCK_KEY = 4_712_001;
+
+export class AuditLog {
+  #store: Store;
+  #queue: Pending[] = [];
+  #flushing: Promise<void> | undefined;
+  #scheduled = false;
+  #now: () => number;
+  /** Observers (metrics, logs) of committed events. */
+  onCommitted: ((records: AuditRecord[]) => void) | undefined;
+
+  constructor(store: Store, opts: { now?: () => number } = {}) {
+    this.#store = store;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  append(input: AuditEventInput): Promise<AuditRecord> {
+    return new Promise<AuditRecord>((resolve, reject) => {
+      this.#queue.push({ input, at: this.#now(), resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  /** Wait until everything appended so far is written (or failed). */
+  async drain(): Promise<void> {
+    while (this.#queue.length || this.#flushing || this.#scheduled) {
+      if (this.#flushing) await this.#flushing;
+      else await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#flushing) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#flushing = this.#flush().finally(() => {
+        this.#flushing = undefined;
+        if (this.#queue.length) this.#schedule();
+      });
+    });
+  }
+
+  async #flush(): Promise<void> {
+    const batch = this.#queue.splice(0, 500);
+    if (!batch.length) return;
+    try {
+      const records = await this.#store.db.transaction().execute(async (trx) => {
+        if (this.#store.kind === "postgres") await sql`select pg_advisory_xact_lock(${CHAIN_LOCK_KEY})`.execute(trx);
+        const head = await trx.selectFrom("audit_events").select(["seq", "hash"]).orderBy("seq", "desc").limit(1).executeTakeFirst();
+        let seq = head ? Number(head.seq) : 0;
+        let prev = head?.hash ?? GENESIS_HASH;
+        const rows: AuditRecord[] = batch.map((p) => {
+          seq += 1;
+          const e = p.input;
+          const row: Omit<AuditRecord, "hash"> = {
+            seq,
+            id: randomUUID(),
+            at: p.at,
+            type: e.type,
+            principal_subject: e.principal?.subject ?? null,
+            principal_name: e.principal?.displayName ?? null,
+            connection: e.connection ?? null,
+            session_id: e.sessionId ?? null,
+            decision: e.decision ?? null,
+            rule: e.rule ?? null,
+            data: canonicalJson(e.data ?? {}),
+            prev_hash: prev,
+          };
+          const full = { ...row, hash: hashEvent(row) };
+          prev = full.hash;
+          return full;
+        });
+        await trx.insertInto("audit_events").values(rows).execute();
+        return rows;
+      });
+      for (const [i, p] of batch.entries()) p.resolve(records[i]!);
+      this.onCommitted?.(records);
+    } catch (e) {
+      const err = new GatehouseError("STORE_UNAVAILABLE", `audit write failed: ${(e as Error).message}`);
+      for (const p of batch) p.reject(err);
+    }
+  }
+}
+
+export interface ChainVerification {
+  ok: boolean;
+  checked: number;
+  head?: { seq: number; hash: string };
+  /** First broken link, when not ok. */
+  brokenAt?: { seq: number; reason: string };
+}
+
+/** Walk the whole chain in sequence order and report the first broken link. */
+export async function verifyChain(store: Store, pageSize = 5000): Promise<ChainVerification> {
+  let prev = GENESIS_HASH;
+  let expectedSeq = 1;
+  let checked = 0;
+  let last: { seq: number; hash: string } | undefined;
+  for (;;) {
+    const rows = await store.db.selectFrom("audit_events").selectAll().where("seq", ">=", expectedSeq).orderBy("seq").limit(pageSize).execute();
+    if (!rows.length) break;
+    for (const r of rows) {
+      const seq = Number(r.seq);
+      if (seq !== expectedSeq) return { ok: false, checked, brokenAt: { seq: expectedSeq, reason: `event ${expectedSeq} is missing (next present is ${seq})` } };
+      if (r.prev_hash !== prev) return { ok: false, checked, brokenAt: { seq, reason: "prev_hash does not match the previous event's hash (deleted, inserted or reordered events)" } };
+      const { hash, ...rest } = r;
+      if (hashEvent({ ...rest, seq, at: Number(r.at) }) !== hash) return { ok: false, checked, brokenAt: { seq, reason: "event content does not match its hash (edited)" } };
+      prev = hash;
+      last = { seq, hash };
+      expectedSeq++;
+      checked++;
+    }
+  }
+  const result: ChainVerification = { ok: true, checked };
+  if (last) result.head = last;
+  return result;
+}

@@ -1,0 +1,27 @@
+// Turns validated connection config into the domain Connection the gate works with.
+
+import type { Connection } from "../domain/connection.ts";
+import type { Config, ConnectionConfig } from "./schema.ts";
+
+export function toConnection(c: ConnectionConfig): Connection {
+  const conn: Connection = {
+    name: c.name,
+    protocol: c.protocol,
+    agent: c.agent,
+    labels: c.labels,
+    policy: {
+      default: c.policy.default,
+      unparseable: c.policy.unparseable,
+      reviewMode: c.policy.reviewMode,
+      approvers: c.policy.approvers,
+      reviewExpiresSeconds: c.policy.reviewExpires,
+    },
+  };
+  if (c.description !== undefined) conn.description = c.description;
+  if (c.postgres) conn.postgres = { ...c.postgres };
+  return conn;
+}
+
+export function connectionsOf(cfg: Config): Map<string, Connection> {
+  return new Map(cfg.connections.map((c) => [c.name, toConnection(c)]));
+}

@@ -1,0 +1,189 @@
+// Policy: rules × (Principal, Connection, Operation) → Decision. Pure and deterministic: no I/O,
+// no clock, no randomness, so `gatehouse policy check` in CI gives exactly what the gateway does.
+//
+// Precedence: every rule is tried; the most restrictive matching decision wins (deny > review >
+// allow); among equally restrictive matches the earlier rule in the file wins. No match → the
+// connection's default. A multi-statement operation is judged per statement and takes the most
+// restrictive statement's decision. Input the classifier could not parse is never allowed.
+//
+// List conditions are read in the safer direction: an `allow` rule covers a statement only if
+// everything the statement does is covered (all its kinds, tables, statement types are listed);
+// a `deny`/`review` rule catches a statement if anything it does is listed.
+//
+// Never: return `allow` for something it failed to evaluate — any exception becomes `deny`.
+
+import type { Connection } from "../domain/connection.ts";
+import { ACTION_RANK, type Decision, type DecisionAction, type ReviewRequirement } from "../domain/decision.ts";
+import type { Operation, RiskFlag, SqlKind, SqlStatement } from "../domain/operation.ts";
+import type { Principal } from "../domain/principal.ts";
+import type { RuleConfig } from "../config/schema.ts";
+import { globMatch } from "./glob.ts";
+
+export interface PolicyInput {
+  principal: Principal;
+  connection: Connection;
+  operation: Operation;
+}
+
+/** What one rule is matched against: one statement (or the whole operation for non-SQL). */
+interface Unit {
+  index: number;
+  kinds: readonly SqlKind[];
+  flags: readonly RiskFlag[];
+  tables: readonly string[];
+  nodeTypes: readonly string[];
+  unparseable: boolean;
+}
+
+/** Flags that describe the text rather than an effect; an allow rule need not list them. */
+const INFORMATIONAL_FLAGS: ReadonlySet<RiskFlag> = new Set<RiskFlag>(["multi-statement"]);
+
+function unitsOf(op: Operation): Unit[] {
+  const sql = op.sql;
+  if (!sql) return [{ index: 0, kinds: [], flags: [], tables: [], nodeTypes: [], unparseable: false }];
+  if (sql.parseError !== undefined) {
+    return [{ index: 0, kinds: ["unknown"], flags: ["unparseable"], tables: [], nodeTypes: [], unparseable: true }];
+  }
+  return sql.statements.map((s: SqlStatement, index) => ({
+    index,
+    kinds: s.kinds,
+    flags: s.flags,
+    tables: s.tables,
+    nodeTypes: s.nodeTypes,
+    unparseable: false,
+  }));
+}
+
+/** `any` for deny/review rules, `all` (every element covered) for allow rules. */
+function listMatches<T>(values: readonly T[], covered: (v: T) => boolean, action: DecisionAction): boolean {
+  if (action === "allow") return values.every(covered);
+  return values.some(covered);
+}
+
+function splitQualified(name: string): [string | undefined, string] {
+  const dot = name.lastIndexOf(".");
+  return dot < 0 ? [undefined, name] : [name.slice(0, dot), name.slice(dot + 1)];
+}
+
+/**
+ * Table pattern vs table. An unqualified pattern matches the name in any schema. A qualified
+ * pattern against an unqualified table is uncertain (it depends on search_path): a deny/review
+ * rule treats it as a match, an allow rule does not.
+ */
+function tableMatches(pattern: string, table: string, action: DecisionAction): boolean {
+  const [ps, pn] = splitQualified(pattern);
+  const [ts, tn] = splitQualified(table);
+  if (!globMatch(pn, tn)) return false;
+  if (ps === undefined) return true;
+  if (ts === undefined) return action !== "allow";
+  return globMatch(ps, ts);
+}
+
+function principalMatches(rule: RuleConfig, p: Principal): boolean {
+  const m = rule.principals;
+  if (!m) return true;
+  if (m.kind && m.kind !== p.kind) return false;
+  if (m.groups && !m.groups.some((g) => p.groups.includes(g))) return false;
+  if (m.roles && !m.roles.some((r) => p.roles.includes(r))) return false;
+  if (m.subjects && !m.subjects.some((s) => s === p.subject || s === p.objectId)) return false;
+  return true;
+}
+
+function connectionMatches(rule: RuleConfig, c: Connection): boolean {
+  const m = rule.connections;
+  if (!m) return true;
+  if (m.names && !m.names.some((n) => globMatch(n, c.name))) return false;
+  if (m.labels && !Object.entries(m.labels).every(([k, v]) => c.labels[k] !== undefined && globMatch(v, c.labels[k]))) return false;
+  return true;
+}
+
+function operationMatches(rule: RuleConfig, op: Operation, u: Unit): boolean {
+  const m = rule.operations;
+  if (!m) return true;
+  const a = rule.decision;
+  if (m.protocols && !m.protocols.includes(op.protocol)) return false;
+  if (m.kinds) {
+    const kinds = m.kinds;
+    if (u.kinds.length === 0 || !listMatches(u.kinds, (k) => kinds.includes(k), a)) return false;
+  }
+  if (m.flags) {
+    const flags = m.flags;
+    if (!u.flags.some((f) => flags.includes(f))) return false;
+    if (a === "allow" && !u.flags.every((f) => flags.includes(f) || INFORMATIONAL_FLAGS.has(f))) return false;
+  }
+  if (m.tables) {
+    const pats = m.tables;
+    if (a !== "allow" && u.tables.length === 0) return false;
+    if (!listMatches(u.tables, (t) => pats.some((p) => tableMatches(p, t, a)), a)) return false;
+  }
+  if (m.statements) {
+    const types = m.statements;
+    if (u.nodeTypes.length === 0 || !listMatches(u.nodeTypes, (t) => types.includes(t), a)) return false;
+  }
+  return true;
+}
+
+function reviewFor(rule: RuleConfig | undefined, c: Connection): ReviewRequirement {
+  return {
+    approvers: rule?.review?.approvers ?? c.policy.approvers,
+    quorum: rule?.review?.quorum ?? 1,
+    expiresSeconds: rule?.review?.expires ?? c.policy.reviewExpiresSeconds,
+    mode: rule?.review?.mode ?? c.policy.reviewMode,
+  };
+}
+
+function decisionFrom(action: DecisionAction, ruleName: string, rule: RuleConfig | undefined, c: Connection, message?: string): Decision {
+  const d: Decision = { action, rule: ruleName };
+  const msg = rule?.message ?? message;
+  if (action !== "allow" && msg) d.message = msg;
+  if (action === "review") d.review = reviewFor(rule, c);
+  return d;
+}
+
+function stricter(a: Decision, b: Decision): Decision {
+  return ACTION_RANK[b.action] > ACTION_RANK[a.action] ? b : a;
+}
+
+export class PolicyEngine {
+  readonly rules: readonly RuleConfig[];
+  constructor(rules: readonly RuleConfig[]) {
+    this.rules = rules;
+  }
+
+  /** Decide one operation. Never throws; an internal failure is a `deny` by rule `error`. */
+  decide(input: PolicyInput): Decision {
+    try {
+      return this.#decide(input);
+    } catch (e) {
+      return { action: "deny", rule: "error", message: `policy evaluation failed: ${(e as Error).message}` };
+    }
+  }
+
+  #decide({ principal, connection, operation }: PolicyInput): Decision {
+    const units = unitsOf(operation);
+    if (units.length === 0) return { action: "allow", rule: "empty" };
+    let result: Decision | undefined;
+    for (const u of units) {
+      const d = { ...this.#decideUnit(principal, connection, operation, u) };
+      if (units.length > 1) d.statementIndex = u.index;
+      result = result ? stricter(result, d) : d;
+    }
+    return result!;
+  }
+
+  #decideUnit(principal: Principal, connection: Connection, op: Operation, u: Unit): Decision {
+    let best: { rule: RuleConfig } | undefined;
+    for (const rule of this.rules) {
+      if (best && ACTION_RANK[rule.decision] <= ACTION_RANK[best.rule.decision]) continue;
+      if (principalMatches(rule, principal) && connectionMatches(rule, connection) && operationMatches(rule, op, u)) {
+        best = { rule };
+        if (rule.decision === "deny") break;
+      }
+    }
+    if (u.unparseable && (!best || best.rule.decision === "allow")) {
+      return decisionFrom(connection.policy.unparseable, "unparseable", undefined, connection, "the statement could not be parsed, so it cannot be judged");
+    }
+    if (best) return decisionFrom(best.rule.decision, best.rule.name, best.rule, connection);
+    return decisionFrom(connection.policy.default, "default", undefined, connection, `no rule matches; the default for connection ${connection.name} is ${connection.policy.default}`);
+  }
+}

@@ -1,0 +1,69 @@
+// Table types for Kysely. Times are Unix milliseconds (bigint in PostgreSQL, integer in SQLite);
+// structured values are JSON text, so one set of migrations and queries serves both engines.
+
+import type { Generated } from "kysely";
+
+export interface SessionsTable {
+  id: string;
+  principal_subject: string;
+  principal_name: string;
+  principal_json: string;
+  connection: string;
+  protocol: string;
+  client_addr: string | null;
+  gateway_id: string;
+  started_at: number;
+  ended_at: number | null;
+  status: string;
+  end_reason: string | null;
+}
+
+export interface AuditEventsTable {
+  seq: number;
+  id: string;
+  at: number;
+  type: string;
+  principal_subject: string | null;
+  principal_name: string | null;
+  connection: string | null;
+  session_id: string | null;
+  decision: string | null;
+  rule: string | null;
+  data: string;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface ReviewsTable {
+  id: string;
+  status: string;
+  created_at: number;
+  expires_at: number;
+  decided_at: number | null;
+  session_id: string | null;
+  connection: string;
+  principal_subject: string;
+  principal_json: string;
+  operation_json: string;
+  binding_hash: string;
+  rule: string;
+  message: string | null;
+  approvers_json: string;
+  quorum: number;
+  mode: string;
+  decisions_json: string;
+  used_at: number | null;
+  version: Generated<number>;
+}
+
+export interface MetaTable {
+  key: string;
+  value: string;
+}
+
+export interface Database {
+  sessions: SessionsTable;
+  audit_events: AuditEventsTable;
+  reviews: ReviewsTable;
+  gatehouse_meta: MetaTable;
+}

@@ -1,0 +1,123 @@
+// The one persistence interface. Embedded SQLite (better-sqlite3) is the zero-setup default;
+// PostgreSQL is the production store that several gateway replicas share. Both run the same
+// Kysely migrations on open, so a query written once works on either.
+//
+// Never: swallow a write error. Callers on the data path must see failures to fail closed.
+
+import { mkdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import BetterSqlite3 from "better-sqlite3";
+import { Kysely, type Migration, type MigrationProvider, Migrator, PostgresDialect, SqliteDialect, sql } from "kysely";
+import pg from "pg";
+import { GatehouseError } from "../domain/errors.ts";
+import * as m001 from "./migrations/001-initial.ts";
+import type { Database } from "./schema.ts";
+
+export type StoreKind = "sqlite" | "postgres";
+
+const MIGRATIONS: Record<string, Migration> = { "001-initial": m001 };
+
+class StaticMigrations implements MigrationProvider {
+  async getMigrations(): Promise<Record<string, Migration>> {
+    return MIGRATIONS;
+  }
+}
+
+export interface Store {
+  readonly kind: StoreKind;
+  readonly db: Kysely<Database>;
+  /** A description safe to log (no password). */
+  readonly description: string;
+  migrate(): Promise<string[]>;
+  /** True when the store answers a trivial query. */
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** Remove the password from a postgres URL for logs and errors. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return url.replace(/:\/\/([^:@/]+):[^@/]*@/, "://$1:***@");
+  }
+}
+
+function sqliteDialect(path: string): { dialect: SqliteDialect; description: string } {
+  let file = path;
+  if (file !== ":memory:") {
+    file = resolve(file);
+    mkdirSync(dirname(file), { recursive: true });
+  }
+  const database = new BetterSqlite3(file);
+  // WAL lets readers run beside the writer; NORMAL syncs at checkpoints rather than at every
+  // commit (a power loss can drop the last commits, never corrupt the file). Documented in
+  // docs/operations.md; PostgreSQL is the store for strict durability.
+  database.pragma("journal_mode = WAL");
+  database.pragma("synchronous = NORMAL");
+  database.pragma("busy_timeout = 5000");
+  database.pragma("foreign_keys = ON");
+  return { dialect: new SqliteDialect({ database }), description: `sqlite:${file}` };
+}
+
+function postgresDialect(url: string, poolSize: number): { dialect: PostgresDialect; description: string } {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: poolSize,
+    // int8 (OID 20) and numeric counts as numbers: our bigints are millisecond times and
+    // sequence numbers, far below 2^53.
+    types: { getTypeParser: (oid: number, format?: "text" | "binary") => (oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as "text")) } as pg.CustomTypesConfig,
+  });
+  // An idle client losing its server must not crash the process; the next query reports it.
+  pool.on("error", () => {});
+  return { dialect: new PostgresDialect({ pool }), description: redactUrl(url) };
+}
+
+export async function openStore(url: string, opts: { poolSize?: number; migrate?: boolean } = {}): Promise<Store> {
+  let kind: StoreKind;
+  let made: { dialect: SqliteDialect | PostgresDialect; description: string };
+  if (url.startsWith("sqlite:")) {
+    kind = "sqlite";
+    made = sqliteDialect(url.slice("sqlite:".length) || ":memory:");
+  } else if (url.startsWith("postgres://") || url.startsWith("postgresql://")) {
+    kind = "postgres";
+    made = postgresDialect(url, opts.poolSize ?? 10);
+  } else {
+    throw new GatehouseError("CONFIG_INVALID", `store.url must start with sqlite: or postgres:// (got "${redactUrl(url)}")`);
+  }
+  const db = new Kysely<Database>({ dialect: made.dialect });
+  const store: Store = {
+    kind,
+    db,
+    description: made.description,
+    async migrate() {
+      const migrator = new Migrator({ db, provider: new StaticMigrations(), migrationTableName: "gatehouse_migrations", migrationLockTableName: "gatehouse_migrations_lock" });
+      const { error, results } = await migrator.migrateToLatest();
+      if (error) throw new GatehouseError("STORE_UNAVAILABLE", `migration failed on ${made.description}: ${(error as Error).message}`);
+      return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
+    },
+    async ping() {
+      try {
+        await sql`select 1`.execute(db);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      await db.destroy();
+    },
+  };
+  if (opts.migrate !== false) {
+    try {
+      await store.migrate();
+    } catch (e) {
+      await db.destroy().catch(() => {});
+      if (e instanceof GatehouseError) throw e;
+      throw new GatehouseError("STORE_UNAVAILABLE", `${made.description}: ${(e as Error).message}`);
+    }
+  }
+  return store;
+}
