@@ -1,0 +1,50 @@
+// The OpenAPI 3.1 document served at /api/v1/openapi.json. A test checks that every route the
+// server registers is described here, so the document cannot drift from the code.
+
+const problem = { $ref: "#/components/schemas/Problem" };
+const errors = {
+  "401": { description: "Missing or invalid token", content: { "application/problem+json": { schema: problem } } },
+  "403": { description: "Not allowed", content: { "application/problem+json": { schema: problem } } },
+};
+
+export function openApiDocument(version: string): Record<string, unknown> {
+  return {
+    openapi: "3.1.0",
+    info: { title: "Gatehouse API", version, description: "Identity-aware gateway: connections, policy dry runs, reviews, audit. Authenticate with your OIDC access token as a bearer token." },
+    components: {
+      securitySchemes: { bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" } },
+      schemas: {
+        Problem: {
+          type: "object",
+          required: ["type", "title", "status", "code"],
+          properties: { type: { type: "string" }, title: { type: "string" }, status: { type: "integer" }, detail: { type: "string" }, code: { type: "string", description: "Stable Gatehouse error code, see docs/errors.md" }, hint: { type: "string" } },
+        },
+        Principal: {
+          type: "object",
+          properties: { subject: { type: "string" }, objectId: { type: "string" }, tenantId: { type: "string" }, issuer: { type: "string" }, displayName: { type: "string" }, kind: { enum: ["human", "service"] }, groups: { type: "array", items: { type: "string" } }, roles: { type: "array", items: { type: "string" } }, scopes: { type: "array", items: { type: "string" } }, clientId: { type: "string" }, expiresAt: { type: "integer" } },
+        },
+        Decision: {
+          type: "object",
+          required: ["action", "rule"],
+          properties: { action: { enum: ["allow", "review", "deny"] }, rule: { type: "string" }, message: { type: "string" }, statementIndex: { type: "integer" }, review: { type: "object", properties: { approvers: { type: "array", items: { type: "string" } }, quorum: { type: "integer" }, expiresSeconds: { type: "number" }, mode: { enum: ["hold", "async"] } } } },
+        },
+      },
+    },
+    security: [{ bearer: [] }],
+    paths: {
+      "/healthz": { get: { summary: "Liveness", security: [], responses: { "200": { description: "The process is up" } } } },
+      "/readyz": { get: { summary: "Readiness: the store answers", security: [], responses: { "200": { description: "Ready" }, "503": { description: "Store unavailable", content: { "application/problem+json": { schema: problem } } } } } },
+      "/metrics": { get: { summary: "Prometheus metrics", security: [], responses: { "200": { description: "Text exposition format" } } } },
+      "/api/v1/openapi.json": { get: { summary: "This document", security: [], responses: { "200": { description: "OpenAPI 3.1" } } } },
+      "/api/v1/whoami": { get: { summary: "The Principal your token maps to", responses: { "200": { description: "Principal", content: { "application/json": { schema: { $ref: "#/components/schemas/Principal" } } } }, ...errors } } },
+      "/api/v1/connections": { get: { summary: "Connections (no credentials)", responses: { "200": { description: "List of connections" }, ...errors } } },
+      "/api/v1/policy/check": {
+        post: {
+          summary: "Dry run: the Decision policy would give an operation",
+          requestBody: { content: { "application/json": { schema: { type: "object", required: ["connection"], properties: { connection: { type: "string" }, sql: { type: "string" }, principal: { type: "object", description: "Admins only: simulate another principal", properties: { groups: { type: "array", items: { type: "string" } }, roles: { type: "array", items: { type: "string" } }, kind: { enum: ["human", "service"] }, subject: { type: "string" } } } } } } } },
+          responses: { "200": { description: "Decision and classification", content: { "application/json": { schema: { type: "object", properties: { decision: { $ref: "#/components/schemas/Decision" } } } } } }, "400": { description: "Bad request", content: { "application/problem+json": { schema: problem } } }, ...errors },
+        },
+      },
+    },
+  };
+}

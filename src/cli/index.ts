@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+// The `gatehouse` command. One file per command, grouped by noun (src/cli/<noun>/<verb>.ts).
+
+import { Command } from "commander";
+import { VERSION } from "../version.ts";
+import * as configCheck from "./config/check.ts";
+import * as configSchema from "./config/schema.ts";
+import * as devToken from "./dev/token.ts";
+import * as gateway from "./gateway.ts";
+import * as policyCheck from "./policy/check.ts";
+
+export function buildProgram(): Command {
+  const program = new Command("gatehouse").description("identity-aware access gateway for AI coding agents").version(VERSION);
+  program.showHelpAfterError();
+  gateway.register(program);
+  const config = program.command("config").description("validate configuration and print its schema");
+  configCheck.register(config);
+  configSchema.register(config);
+  policyCheck.register(program.command("policy").description("dry-run policy decisions"));
+  devToken.register(program.command("dev").description("development helpers (tokens from the local dev issuer)"));
+  return program;
+}
+
+await buildProgram().parseAsync(process.argv);

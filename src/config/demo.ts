@@ -1,0 +1,32 @@
+// The embedded defaults `npm start` runs: SQLite store under ./data, the development issuer,
+// and a demo policy. Everything here is for a laptop, never for production; the gateway says so
+// in its log when it runs this configuration.
+
+import type { Config, ConfigInput } from "./schema.ts";
+import { parseConfig } from "./load.ts";
+
+export const DEMO_DATA_DIR = process.env.GATEHOUSE_DATA_DIR ?? "./data";
+
+export function demoConfigInput(): ConfigInput {
+  return {
+    identity: {
+      devIssuer: { enabled: true, keyFile: `${DEMO_DATA_DIR}/dev-issuer-key.json` },
+    },
+    store: { url: `sqlite:${DEMO_DATA_DIR}/gatehouse.db` },
+    api: { host: "127.0.0.1", port: 8080, adminGroups: ["gatehouse-admins"] },
+    listeners: { postgres: { host: "127.0.0.1", port: 15432 } },
+    connections: [],
+    policies: [
+      { name: "agents-read", description: "AI agents may read", principals: { groups: ["ai-agents"] }, operations: { kinds: ["read", "transaction", "session"] }, decision: "allow" },
+      { name: "agents-write", description: "AI agents may change data with a WHERE clause", principals: { groups: ["ai-agents"] }, operations: { kinds: ["write"] }, decision: "allow" },
+      { name: "schema-changes", description: "schema and permission changes wait for a DBA", operations: { kinds: ["ddl", "dcl"] }, decision: "review", message: "schema and permission changes need a DBA's approval", review: { approvers: ["dba"] } },
+      { name: "destructive", description: "unbounded deletes and updates, truncates", operations: { flags: ["delete-without-where", "update-without-where", "truncate"] }, decision: "review", message: "statements that touch every row need approval", review: { approvers: ["dba"] } },
+      { name: "no-drop-database", operations: { flags: ["drop-database"] }, decision: "deny", message: "dropping a database is never allowed through Gatehouse" },
+      { name: "no-admin", operations: { kinds: ["admin"] }, decision: "deny", message: "server administration is not available through Gatehouse" },
+    ],
+  };
+}
+
+export function demoConfig(): Config {
+  return parseConfig(demoConfigInput(), "demo configuration");
+}
