@@ -2,16 +2,25 @@
 // here — each piece is constructed, wired, started, and stopped in reverse order.
 
 import { randomUUID } from "node:crypto";
+import type { AddressInfo } from "node:net";
 import type { FastifyInstance } from "fastify";
+import { AgentRegistry, EmbeddedAgent } from "./agent/agent.ts";
+import { reviewRoutes } from "./api/reviews.ts";
 import { buildApi } from "./api/server.ts";
 import { AuditLog } from "./audit/log.ts";
 import { connectionsOf } from "./config/connections.ts";
 import type { Config } from "./config/schema.ts";
 import { describeOperation } from "./gate/describe.ts";
+import { Gate } from "./gate/gate.ts";
+import { SessionLog } from "./gate/sessions.ts";
 import { TokenVerifier } from "./identity/index.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { createGatewayMetrics } from "./observability/metrics.ts";
 import { PolicyEngine } from "./policy/engine.ts";
+import { initClassifier } from "./protocols/postgres/classify/index.ts";
+import { PostgresListener } from "./protocols/postgres/engine.ts";
+import { listenerSecureContext } from "./protocols/postgres/tls.ts";
+import { ReviewService } from "./reviews/service.ts";
 import { openStore } from "./store/store.ts";
 import { VERSION } from "./version.ts";
 
@@ -24,6 +33,9 @@ export interface Gateway {
   id: string;
   apiUrl: string;
   api: FastifyInstance;
+  /** Address of the PostgreSQL listener, when enabled. */
+  postgres?: AddressInfo;
+  reviews: ReviewService;
   close(): Promise<void>;
 }
 
@@ -32,6 +44,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
   const id = opts.gatewayId ?? randomUUID();
   const metrics = createGatewayMetrics();
   const verifier = new TokenVerifier(config.identity);
+  await initClassifier();
   const store = await openStore(config.store.url, { poolSize: config.store.poolSize });
   const audit = new AuditLog(store);
   audit.onCommitted = (records) => {
@@ -39,29 +52,59 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
   };
   const connections = connectionsOf(config);
   const policy = new PolicyEngine(config.policies);
+  const reviews = new ReviewService(store, audit);
+  const gate = new Gate({ policy, audit, reviews, metrics, logger, publicUrl: config.api.publicUrl });
+  const sessions = new SessionLog(store, audit, metrics, id);
+  const agents = new AgentRegistry();
+  agents.register(new EmbeddedAgent());
 
-  const api = await buildApi({ config, connections, verifier, policy, store, audit, metrics, logger, version: VERSION, describe: describeOperation });
-  await api.listen({ host: config.api.host, port: config.api.port });
-  const addr = api.server.address();
-  const port = typeof addr === "object" && addr ? addr.port : config.api.port;
-  const apiUrl = `http://${config.api.host.includes(":") ? `[${config.api.host}]` : config.api.host}:${port}`;
-  await audit.append({ type: "gateway.started", data: { gatewayId: id, version: VERSION, store: store.kind, connections: [...connections.keys()], rules: config.policies.length } });
-  logger.info({ gatewayId: id, api: apiUrl, store: store.description, version: VERSION }, "gateway started");
-
-  let closed = false;
-  return {
-    id,
-    apiUrl,
-    api,
-    async close() {
-      if (closed) return;
-      closed = true;
-      logger.info({ gatewayId: id }, "gateway stopping");
-      await api.close();
-      await audit.append({ type: "gateway.stopped", data: { gatewayId: id } }).catch(() => {});
-      await audit.drain();
-      verifier.close?.();
-      await store.close();
-    },
+  const stops: Array<() => Promise<void>> = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) await stop().catch((e) => logger.error({ err: (e as Error).message }, "error while stopping"));
   };
+  try {
+    const api = await buildApi({ config, connections, verifier, policy, store, audit, metrics, logger, version: VERSION, describe: describeOperation, routes: [reviewRoutes(reviews)] });
+    await api.listen({ host: config.api.host, port: config.api.port });
+    stops.push(() => api.close());
+    const addr = api.server.address();
+    const port = typeof addr === "object" && addr ? addr.port : config.api.port;
+    const apiUrl = `http://${config.api.host.includes(":") ? `[${config.api.host}]` : config.api.host}:${port}`;
+
+    let postgres: AddressInfo | undefined;
+    const pgCfg = config.listeners.postgres;
+    if (pgCfg.enabled) {
+      const secureContext = await listenerSecureContext(pgCfg.tls);
+      const listener = new PostgresListener({ config: pgCfg, secureContext, connections, verifier, gate, agents, sessions, audit, metrics, logger });
+      postgres = await listener.listen();
+      stops.push(() => listener.close());
+    }
+    await audit.append({ type: "gateway.started", data: { gatewayId: id, version: VERSION, store: store.kind, connections: [...connections.keys()], rules: config.policies.length } });
+    logger.info({ gatewayId: id, api: apiUrl, postgres: postgres ? `${postgres.address}:${postgres.port}` : null, store: store.description, version: VERSION }, "gateway started");
+
+    let closed = false;
+    const gw: Gateway = {
+      id,
+      apiUrl,
+      api,
+      reviews,
+      async close() {
+        if (closed) return;
+        closed = true;
+        logger.info({ gatewayId: id }, "gateway stopping");
+        await stopAll();
+        reviews.close();
+        await audit.append({ type: "gateway.stopped", data: { gatewayId: id } }).catch(() => {});
+        await audit.drain();
+        verifier.close?.();
+        await store.close();
+      },
+    };
+    if (postgres) gw.postgres = postgres;
+    return gw;
+  } catch (e) {
+    await stopAll();
+    reviews.close();
+    await store.close();
+    throw e;
+  }
 }

@@ -162,10 +162,11 @@ export const postgresListenerSchema = z
       .object({
         cert: z.string().optional().describe("PEM certificate reference (`file:/path` or `env:NAME`)."),
         key: z.string().optional().describe("PEM private key reference."),
-        selfSigned: z.boolean().default(true).describe("Without cert/key, generate a self-signed certificate on first start (development)."),
+        selfSigned: z.boolean().default(true).describe("Without cert/key, generate a self-signed certificate on first start (development; needs `openssl`)."),
+        selfSignedDir: z.string().default("./data/tls").describe("Where the self-signed certificate and key are kept."),
       })
       .strict()
-      .default({ selfSigned: true }),
+      .default({ selfSigned: true, selfSignedDir: "./data/tls" }),
     allowCleartextLoopback: z.boolean().default(false).describe("Accept the token as a cleartext password without TLS when the client is on loopback."),
   })
   .strict();

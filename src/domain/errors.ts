@@ -43,7 +43,25 @@ export const ERRORS = {
   POLICY_DENIED: def("GH-POLICY-001", 403, "42501", "The operation was denied by policy", "The rule named in the message forbids this operation; ask the policy owners if you need it."),
   POLICY_REVIEW_REQUIRED: def("GH-POLICY-002", 403, "42501", "The operation needs a human review", "A review was opened; once a reviewer approves it, send the identical operation again (async mode) or wait (hold mode)."),
   POLICY_EVALUATION_FAILED: def("GH-POLICY-003", 500, "XX000", "Policy could not be evaluated", "The operation was refused because the gate could not decide (fail closed); check the gateway's logs."),
-  POLICY_UNKNOWN_CONNECTION: def("GH-POLICY-004", 404, "3D000", "Unknown connection", "Use one of the connection names listed by `gatehouse connections list` or GET /api/v1/connections."),
+  POLICY_UNKNOWN_CONNECTION: def("GH-POLICY-004", 404, "28000", "Unknown connection", "Use one of the connection names listed by `gatehouse connections list` or GET /api/v1/connections."),
+  // reviews
+  REVIEW_NOT_FOUND: def("GH-REVIEW-001", 404, "XX000", "No such review", "Check the review id (`gatehouse reviews list`)."),
+  REVIEW_NOT_ALLOWED: def("GH-REVIEW-002", 403, "42501", "You may not decide this review", "Reviews are decided by members of the review's approver groups, with their own human token; requesters and AI agents cannot approve."),
+  REVIEW_NOT_PENDING: def("GH-REVIEW-003", 409, "XX000", "The review is no longer pending", "It was already decided, expired or cancelled; the operation must be sent again for a new review."),
+  REVIEW_ALREADY_VOTED: def("GH-REVIEW-004", 409, "XX000", "You already voted on this review", "Each person counts once toward the quorum; another approver must vote."),
+  REVIEW_DENIED: def("GH-REVIEW-005", 403, "42501", "The operation was denied by a reviewer", "Read the reviewer's comment in the message; change the operation or talk to the reviewer."),
+  REVIEW_EXPIRED: def("GH-REVIEW-006", 403, "42501", "The review expired before anyone decided", "Send the operation again to open a new review, and ask an approver to look at it."),
+  REVIEW_CANCELLED: def("GH-REVIEW-007", 403, "57014", "The review was cancelled", "The session that was waiting for it ended; send the operation again."),
+  // PostgreSQL gate
+  PG_TLS_REQUIRED: def("GH-PG-001", 400, "28000", "TLS is required before the token may be sent", "Connect with sslmode=require (or verify-full with the gateway's CA); the token is your password and is only accepted over TLS."),
+  PG_PROTOCOL_VIOLATION: def("GH-PG-002", 400, "08P01", "The client sent a malformed or unexpected protocol message", "Use a standard PostgreSQL client (libpq, node-postgres, JDBC…); the session was closed to protect the gateway."),
+  PG_TARGET_UNAVAILABLE: def("GH-PG-003", 503, "08006", "The target database could not be reached or refused the gateway's login", "The connection's target or credentials are wrong or the database is down; an operator should check the agent's log and the connection's postgres settings."),
+  PG_UNSUPPORTED: def("GH-PG-004", 400, "0A000", "This PostgreSQL feature is not available through Gatehouse", "Use a regular (non-replication) session without GSSAPI, and SQL instead of fastpath function calls."),
+  PG_TARGET_LOST: def("GH-PG-005", 503, "08006", "The connection to the target database was lost", "Reconnect; if it keeps happening, an operator should check the target and the agent."),
+  PG_STARTUP_INVALID: def("GH-PG-006", 400, "08P01", "The startup message lacks a database name", "Set dbname to the Gatehouse connection name, e.g. psql \"host=gw port=15432 dbname=pg-prod user=agent sslmode=require\"."),
+  PG_LOGIN_TIMEOUT: def("GH-PG-007", 400, "08006", "The client did not finish logging in in time", "Send the access token as the password promptly (PGPASSWORD=<token>)."),
+  // agents
+  AGENT_UNAVAILABLE: def("GH-AGENT-001", 503, "08006", "The agent serving this connection is not available", "Start (or reconnect) the agent named in the message; `gatehouse agents list` shows which agents are connected."),
   // store
   STORE_UNAVAILABLE: def("GH-STORE-001", 503, "08006", "The gateway's store is unavailable", "The gateway refuses operations it cannot audit; check the store (store.url) and /readyz."),
   // API

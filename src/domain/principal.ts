@@ -16,6 +16,11 @@ export interface Principal {
   kind: PrincipalKind;
   /** Group ids from the token plus the names they map to in config. */
   groups: string[];
+  /**
+   * Set when the token had a group overage and config said `groupOverage: no-groups`: `groups`
+   * is then empty because it is unknown, not because the caller is in no group. Audited.
+   */
+  groupsOverage?: boolean;
   /** App roles (`roles` claim). */
   roles: string[];
   /** Delegated scopes (`scp`, space separated in the token). */

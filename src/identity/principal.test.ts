@@ -152,6 +152,8 @@ describe("principalFromClaims: groups", () => {
     const { groups: _g, ...rest } = v2AppOnly;
     assert.deepEqual(build({ ...rest, hasgroups: true }, { groupOverage: "no-groups" }).groups, []);
     assert.deepEqual(build({ ...rest, _claim_names: { groups: "src1" } }, { groupOverage: "no-groups" }).groups, []);
+    assert.equal(build({ ...rest, hasgroups: true }, { groupOverage: "no-groups" }).groupsOverage, true);
+    assert.equal(build(rest, { groupOverage: "no-groups" }).groupsOverage, undefined);
   });
   test("non-string group or role entries → AUTH_TOKEN_MALFORMED", () => {
     throwsCode(() => build({ ...v2AppOnly, groups: [G1, 42] }), "AUTH_TOKEN_MALFORMED");

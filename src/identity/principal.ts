@@ -103,7 +103,8 @@ export function principalFromClaims(
   else throw new GatehouseError("AUTH_CLAIM_MISSING", `no subject ("oid" with "tid", or "sub")`);
 
   let groupIds: string[];
-  if (hasGroupOverage(c)) {
+  const overage = hasGroupOverage(c);
+  if (overage) {
     if (issuerCfg.groupOverage !== "no-groups") {
       throw new GatehouseError("AUTH_GROUPS_OVERAGE", "the token carries a group overage marker instead of its groups");
     }
@@ -128,6 +129,7 @@ export function principalFromClaims(
     scopes: scopeList(c),
     expiresAt: c.exp,
   };
+  if (overage) p.groupsOverage = true;
   if (oid !== undefined) p.objectId = oid;
   if (tid !== undefined) p.tenantId = tid;
   if (clientId !== undefined) p.clientId = clientId;

@@ -1,0 +1,47 @@
+// Agents hold target credentials and dial targets. The gateway reaches every target through an
+// Agent — the embedded one in the gateway process by default — so there is one data path.
+
+import type { Connection } from "../domain/connection.ts";
+import { GatehouseError } from "../domain/errors.ts";
+import { cancelPostgresTarget, openPostgresTarget, type PostgresTargetSession } from "./postgres.ts";
+import { SecretResolver } from "./secrets.ts";
+
+export interface Agent {
+  readonly name: string;
+  /** Open an authenticated session to the connection's PostgreSQL target. */
+  openPostgres(connection: Connection, clientParameters: Record<string, string>): Promise<PostgresTargetSession>;
+  /** Deliver a CancelRequest for a session this agent opened. */
+  cancelPostgres(connection: Connection, key: { processId: number; secretKey: Buffer }): Promise<void>;
+}
+
+export class EmbeddedAgent implements Agent {
+  readonly name = "embedded";
+  readonly #secrets: SecretResolver;
+  constructor(secrets = new SecretResolver()) {
+    this.#secrets = secrets;
+  }
+  openPostgres(connection: Connection, clientParameters: Record<string, string>): Promise<PostgresTargetSession> {
+    if (!connection.postgres) throw new GatehouseError("PG_TARGET_UNAVAILABLE", `connection ${connection.name} has no postgres target`);
+    return openPostgresTarget(connection.postgres, this.#secrets, { clientParameters });
+  }
+  cancelPostgres(connection: Connection, key: { processId: number; secretKey: Buffer }): Promise<void> {
+    if (!connection.postgres) return Promise.resolve();
+    return cancelPostgresTarget(connection.postgres, key);
+  }
+}
+
+export class AgentRegistry {
+  #agents = new Map<string, Agent>();
+  register(agent: Agent): void {
+    this.#agents.set(agent.name, agent);
+  }
+  unregister(name: string): void {
+    this.#agents.delete(name);
+  }
+  /** The agent serving a connection, or GH-AGENT-001 naming it. */
+  for(connection: Connection): Agent {
+    const a = this.#agents.get(connection.agent);
+    if (!a) throw new GatehouseError("AGENT_UNAVAILABLE", `agent "${connection.agent}" (serving connection ${connection.name}) is not connected`);
+    return a;
+  }
+}

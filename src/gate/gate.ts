@@ -1,0 +1,162 @@
+// The one gate every protocol goes through: decide → audit → (review / hold) → verdict.
+// An engine calls `judge` at exactly one place per Operation and forwards only on `forward`.
+//
+// Never: return `forward: true` before the decision is durable in the audit trail, or for an
+// operation whose evaluation, audit or review failed (fail closed).
+
+import { createHash } from "node:crypto";
+import type { AuditLog } from "../audit/log.ts";
+import type { Connection } from "../domain/connection.ts";
+import type { Decision } from "../domain/decision.ts";
+import { GatehouseError } from "../domain/errors.ts";
+import type { Operation } from "../domain/operation.ts";
+import type { Principal } from "../domain/principal.ts";
+import type { Review } from "../domain/review.ts";
+import type { Logger } from "../observability/logger.ts";
+import type { GatewayMetrics } from "../observability/metrics.ts";
+import type { PolicyEngine } from "../policy/engine.ts";
+import { bindingHash } from "../reviews/binding.ts";
+import type { ReviewService } from "../reviews/service.ts";
+
+export interface GateSession {
+  id: string;
+  principal: Principal;
+  connection: Connection;
+}
+
+export type Verdict =
+  | { forward: true; decision: Decision; review?: Review }
+  | { forward: false; decision: Decision; error: GatehouseError; review?: Review };
+
+export interface JudgeHooks {
+  /** Hold mode: the review exists and the operation waits; tell the client (e.g. a NoticeResponse). */
+  onHeld?(review: Review): void;
+  /** Aborted when the client goes away while held. */
+  signal?: AbortSignal;
+}
+
+export interface GateDeps {
+  policy: PolicyEngine;
+  audit: AuditLog;
+  reviews: ReviewService;
+  metrics: GatewayMetrics;
+  logger: Logger;
+  /** Base URL of the API/UI, for links to reviews. */
+  publicUrl?: string | undefined;
+}
+
+/** Most audit payloads keep the text; beyond this size they keep a prefix and the full hash. */
+const AUDIT_TEXT_LIMIT = 8192;
+
+export function auditOperation(op: Operation): Record<string, unknown> {
+  const long = op.text.length > AUDIT_TEXT_LIMIT;
+  const out: Record<string, unknown> = {
+    protocol: op.protocol,
+    text: long ? op.text.slice(0, AUDIT_TEXT_LIMIT) : op.text,
+  };
+  if (long) {
+    out.textTruncated = true;
+    out.textSha256 = createHash("sha256").update(op.text).digest("hex");
+  }
+  if (op.parameters) {
+    out.parameterCount = op.parameters.length;
+    out.parametersSha256 = createHash("sha256").update(JSON.stringify(op.parameters)).digest("hex");
+  }
+  if (op.sql) {
+    out.statements = op.sql.statements.map((s) => ({ kind: s.kind, kinds: s.kinds, tables: s.tables, flags: s.flags, nodeType: s.nodeType }));
+    if (op.sql.parseError !== undefined) out.parseError = op.sql.parseError;
+  }
+  return out;
+}
+
+export class Gate {
+  readonly #d: GateDeps;
+  constructor(deps: GateDeps) {
+    this.#d = deps;
+  }
+
+  reviewUrl(id: string): string | undefined {
+    return this.#d.publicUrl ? `${this.#d.publicUrl.replace(/\/$/, "")}/reviews/${id}` : undefined;
+  }
+
+  /** Policy alone, without audit or review: lets an engine see early that a review will be needed. */
+  preview(s: GateSession, op: Operation): Decision {
+    return this.#d.policy.decide({ principal: s.principal, connection: s.connection, operation: op });
+  }
+
+  async judge(s: GateSession, op: Operation, hooks: JudgeHooks = {}): Promise<Verdict> {
+    const started = process.hrtime.bigint();
+    const decision = this.#d.policy.decide({ principal: s.principal, connection: s.connection, operation: op });
+    const labels = { connection: s.connection.name, decision: decision.action, rule: decision.rule };
+    this.#d.metrics.decisions.inc(labels);
+    this.#d.logger.info({ event: "decision", session: s.id, principal: s.principal.subject, connection: s.connection.name, decision: decision.action, rule: decision.rule, kinds: op.sql?.statements.map((x) => x.kind), statementIndex: decision.statementIndex }, "decision");
+
+    try {
+      await this.#d.audit.append({ type: "operation.decided", principal: s.principal, connection: s.connection.name, sessionId: s.id, decision: decision.action, rule: decision.rule, data: auditOperation(op) });
+    } catch (e) {
+      this.#d.metrics.auditFailures.inc({ connection: s.connection.name });
+      this.#d.logger.error({ session: s.id, err: (e as Error).message }, "audit write failed; operation refused");
+      return { forward: false, decision, error: e instanceof GatehouseError ? e : new GatehouseError("STORE_UNAVAILABLE", (e as Error).message) };
+    } finally {
+      this.#d.metrics.gateSeconds.observe({ connection: s.connection.name }, Number(process.hrtime.bigint() - started) / 1e9);
+    }
+
+    switch (decision.action) {
+      case "allow":
+        return { forward: true, decision };
+      case "deny":
+        return { forward: false, decision, error: denial(decision) };
+      case "review":
+        return this.#review(s, op, decision, hooks);
+    }
+  }
+
+  async #review(s: GateSession, op: Operation, decision: Decision, hooks: JudgeHooks): Promise<Verdict> {
+    const reviews = this.#d.reviews;
+    try {
+      // The identical operation, already approved and not yet spent (async mode's retry).
+      const spent = await reviews.consumeApproved(bindingHash(s.connection.name, s.principal.subject, op));
+      if (spent) {
+        await this.#d.audit.append({ type: "review.used", principal: s.principal, connection: s.connection.name, sessionId: s.id, decision: "allow", rule: decision.rule, data: { reviewId: spent.id } });
+        return { forward: true, decision, review: spent };
+      }
+      const review = await reviews.create({ principal: s.principal, connection: s.connection, operation: op, decision, sessionId: s.id });
+      if (decision.review?.mode === "async") {
+        return { forward: false, decision, review, error: new GatehouseError("POLICY_REVIEW_REQUIRED", `review ${review.id} (rule ${decision.rule}${decision.message ? `: ${decision.message}` : ""}); send the identical operation again once it is approved`, { reviewId: review.id, reviewUrl: this.reviewUrl(review.id) }) };
+      }
+      hooks.onHeld?.(review);
+      let outcome: Review;
+      try {
+        outcome = await reviews.waitForDecision(review.id, hooks.signal);
+      } catch {
+        await reviews.cancel(review.id, "the client disconnected while waiting");
+        return { forward: false, decision, review, error: new GatehouseError("REVIEW_CANCELLED", `review ${review.id}`) };
+      }
+      if (outcome.status === "approved" && (await reviews.markUsed(outcome))) {
+        await this.#d.audit.append({ type: "review.used", principal: s.principal, connection: s.connection.name, sessionId: s.id, decision: "allow", rule: decision.rule, data: { reviewId: review.id } });
+        return { forward: true, decision, review: outcome };
+      }
+      return { forward: false, decision, review: outcome, error: reviewError(outcome) };
+    } catch (e) {
+      if (e instanceof GatehouseError) return { forward: false, decision, error: e };
+      this.#d.logger.error({ session: s.id, err: (e as Error).message }, "review failed; operation refused");
+      return { forward: false, decision, error: new GatehouseError("STORE_UNAVAILABLE", `review could not be recorded: ${(e as Error).message}`) };
+    }
+  }
+}
+
+export function denial(d: Decision): GatehouseError {
+  return new GatehouseError("POLICY_DENIED", `rule ${d.rule}${d.message ? `: ${d.message}` : ""}`, { rule: d.rule });
+}
+
+function reviewError(r: Review): GatehouseError {
+  const last = r.votes.at(-1);
+  switch (r.status) {
+    case "denied":
+      return new GatehouseError("REVIEW_DENIED", `review ${r.id} denied by ${last?.displayName ?? "a reviewer"}${last?.comment ? `: ${last.comment}` : ""}`, { reviewId: r.id });
+    case "expired":
+      return new GatehouseError("REVIEW_EXPIRED", `review ${r.id}`, { reviewId: r.id });
+    default:
+      return new GatehouseError("REVIEW_CANCELLED", `review ${r.id} is ${r.status}`, { reviewId: r.id });
+  }
+}

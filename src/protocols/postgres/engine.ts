@@ -1,0 +1,600 @@
+// The PostgreSQL gate. One script per client connection, top to bottom:
+//
+//   startup   SSLRequest → TLS; GSSENCRequest → 'N'; CancelRequest → delivered through the agent
+//   login     cleartext password (the OIDC access token) over TLS → Principal; dbname → Connection
+//   open      the agent serving the Connection opens an authenticated target session
+//   relay     every Query / Parse / gated Bind goes through gate.judge() — the one place an
+//             Operation is judged — and is forwarded only on `forward`; refused ones are replaced
+//             by a marker statement whose server error is swapped for the refusal (server-stream.ts)
+//
+// Never: forward a statement before its Verdict, let one session's bytes reach another, or leave a
+// target connection open after its client is gone.
+
+import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import { TLSSocket, type SecureContext } from "node:tls";
+import type { AgentRegistry } from "../../agent/agent.ts";
+import type { PostgresTargetSession } from "../../agent/postgres.ts";
+import type { Verifier } from "../../api/auth.ts";
+import type { AuditLog } from "../../audit/log.ts";
+import type { Connection } from "../../domain/connection.ts";
+import { GatehouseError } from "../../domain/errors.ts";
+import type { Operation } from "../../domain/operation.ts";
+import type { Principal } from "../../domain/principal.ts";
+import type { Gate, GateSession } from "../../gate/gate.ts";
+import type { OpenSession, SessionLog } from "../../gate/sessions.ts";
+import type { Logger } from "../../observability/logger.ts";
+import type { GatewayMetrics } from "../../observability/metrics.ts";
+import { commitInSession, describeInSession, PreparedStatementRegistry, type SessionDescription } from "./classify/index.ts";
+import { backend, type BindMessage, bindParamFormat, FrontendDecoder, type FrontendMessage, frontendWriter, isProtocolError, parsePassword, type StartupMessage } from "./codec/index.ts";
+import { newMarker, ServerStream } from "./server-stream.ts";
+import { errorFrame, noticeFrame, toGatehouseError } from "./wire-errors.ts";
+
+export interface PostgresListenerConfig {
+  host: string;
+  port: number;
+  allowCleartextLoopback: boolean;
+}
+
+export interface PostgresEngineDeps {
+  config: PostgresListenerConfig;
+  secureContext: SecureContext | undefined;
+  connections: Map<string, Connection>;
+  verifier: Verifier;
+  gate: Gate;
+  agents: AgentRegistry;
+  sessions: SessionLog;
+  audit: AuditLog;
+  metrics: GatewayMetrics;
+  logger: Logger;
+  /** Login must finish within this time. */
+  loginTimeoutMs?: number;
+}
+
+/** While a statement is being judged, buffer at most this many client bytes before pausing reads. */
+const INBOX_LIMIT_BYTES = 1 << 20;
+
+function isLoopback(addr: string | undefined): boolean {
+  return !!addr && (addr === "::1" || addr.startsWith("127.") || addr.startsWith("::ffff:127."));
+}
+
+const keyOf = (processId: number, secret: Buffer) => `${processId}:${secret.toString("hex")}`;
+
+/** A Parse that cannot succeed, naming the marker token in its syntax error. */
+function markerParse(marker: string): Buffer {
+  const q = Buffer.from(marker, "utf8");
+  const b = Buffer.alloc(1 + 4 + 1 + q.length + 1 + 2);
+  let o = b.writeUInt8(0x50, 0);
+  o = b.writeInt32BE(b.length - 1, o);
+  o = b.writeUInt8(0, o);
+  o += q.copy(b, o);
+  o = b.writeUInt8(0, o);
+  b.writeInt16BE(0, o);
+  return b;
+}
+
+function bindParameters(m: BindMessage): (string | null)[] {
+  return m.params.map((p, i) => (p === null ? null : bindParamFormat(m, i) === 1 ? `\u0000\\x${p.toString("hex")}` : p.toString("utf8")));
+}
+
+export class PostgresListener {
+  readonly #d: PostgresEngineDeps;
+  #server: Server | undefined;
+  readonly #live = new Set<PgSession>();
+  /** Target backend key → the session, for CancelRequest routing. */
+  readonly cancelKeys = new Map<string, { connection: Connection }>();
+
+  constructor(deps: PostgresEngineDeps) {
+    this.#d = deps;
+  }
+
+  get activeSessions(): number {
+    return this.#live.size;
+  }
+
+  async listen(): Promise<AddressInfo> {
+    const server = createServer({ noDelay: true }, (socket) => {
+      const s = new PgSession(socket, this.#d, this);
+      this.#live.add(s);
+      s.run()
+        .catch((e) => this.#d.logger.error({ err: (e as Error).stack }, "postgres session crashed"))
+        .finally(() => this.#live.delete(s));
+    });
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(this.#d.config.port, this.#d.config.host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    server.on("error", (e) => this.#d.logger.error({ err: e.message }, "postgres listener error"));
+    return server.address() as AddressInfo;
+  }
+
+  async close(): Promise<void> {
+    const server = this.#server;
+    if (server) await new Promise<void>((r) => server.close(() => r()));
+    await Promise.all([...this.#live].map((s) => s.shutdown("the gateway is shutting down")));
+  }
+}
+
+class PgSession {
+  #client: Socket | TLSSocket;
+  readonly #raw: Socket;
+  readonly #d: PostgresEngineDeps;
+  readonly #listener: PostgresListener;
+  readonly #decoder = new FrontendDecoder();
+  readonly #addr: string | undefined;
+  #tls = false;
+
+  // relay state
+  #target: PostgresTargetSession | undefined;
+  #session: OpenSession | undefined;
+  #gateSession: GateSession | undefined;
+  readonly #stream = new ServerStream();
+  readonly #prepared = new PreparedStatementRegistry();
+  /** Protocol-level prepared statements that need a review per execution (judged at Bind). */
+  readonly #gated = new Map<string, { text: string; sql: SessionDescription }>();
+  #inbox: FrontendMessage[] = [];
+  #inboxBytes = 0;
+  #pumping = false;
+  #toTarget: Buffer[] = [];
+  /** Query cycles sent to the target (each answered by one ReadyForQuery). */
+  #cycles = 0;
+  #closed = false;
+  #endReason = "client disconnected";
+  readonly #abort = new AbortController();
+  #cancelKey: string | undefined;
+  /** Settles when the client's TCP connection is gone (TLS or not). */
+  readonly #rawClosed: Promise<void>;
+
+  constructor(socket: Socket, deps: PostgresEngineDeps, listener: PostgresListener) {
+    this.#raw = socket;
+    this.#client = socket;
+    this.#d = deps;
+    this.#listener = listener;
+    this.#addr = socket.remoteAddress;
+    socket.setNoDelay(true);
+    this.#rawClosed = new Promise((r) => socket.once("close", () => r()));
+  }
+
+  async run(): Promise<void> {
+    this.#raw.on("error", () => {});
+    let startup: StartupMessage | undefined;
+    let principal: Principal;
+    let connection: Connection;
+    const loginTimer = setTimeout(() => this.#fatal(new GatehouseError("PG_LOGIN_TIMEOUT")), this.#d.loginTimeoutMs ?? 30_000);
+    try {
+      startup = await this.#readStartup();
+      if (!startup) return;
+      ({ principal, connection } = await this.#login(startup));
+    } catch (e) {
+      this.#fatal(e instanceof GatehouseError ? e : isProtocolError(e) ? new GatehouseError("PG_PROTOCOL_VIOLATION", (e as Error).message) : toGatehouseError(e));
+      return;
+    } finally {
+      clearTimeout(loginTimer);
+    }
+
+    // open: session record first (audited), then the target through the agent
+    try {
+      this.#session = await this.#d.sessions.open(principal, connection, this.#addr, { tls: this.#tls, clientUser: startup.parameters.user ?? null, application: startup.parameters.application_name ?? null });
+      this.#gateSession = { id: this.#session.id, principal, connection };
+      this.#target = await this.#d.agents.for(connection).openPostgres(connection, startup.parameters);
+    } catch (e) {
+      const err = toGatehouseError(e);
+      this.#d.logger.warn({ connection: connection.name, code: err.code, err: err.message }, "cannot open target session");
+      this.#endReason = `target unavailable: ${err.message}`;
+      this.#fatal(err);
+      await this.#finish();
+      return;
+    }
+    if (this.#closed || this.#raw.destroyed) {
+      this.#target.socket.destroy();
+      await this.#finish();
+      return;
+    }
+    this.#relay(startup);
+    await this.#rawClosed;
+    await this.#finish();
+  }
+
+  // ---------------------------------------------------------------------------------- startup
+
+  /** Next message from the client during startup/login. */
+  #next(): Promise<FrontendMessage> {
+    return new Promise((resolve, reject) => {
+      const sock = this.#client;
+      const pending = this.#inbox.shift();
+      if (pending) return resolve(pending);
+      const onData = (chunk: Buffer) => {
+        try {
+          const msgs = this.#decoder.push(chunk);
+          if (msgs.length === 0) return;
+          cleanup();
+          this.#inbox.push(...msgs.slice(1));
+          resolve(msgs[0]!);
+        } catch (e) {
+          cleanup();
+          reject(e);
+        }
+      };
+      const onEnd = () => {
+        cleanup();
+        reject(new ClientGone());
+      };
+      const cleanup = () => {
+        sock.off("data", onData);
+        sock.off("end", onEnd);
+        sock.off("close", onEnd);
+        sock.off("error", onEnd);
+        sock.pause();
+      };
+      sock.on("data", onData);
+      sock.once("end", onEnd);
+      sock.once("close", onEnd);
+      sock.once("error", onEnd);
+      sock.resume();
+    });
+  }
+
+  async #readStartup(): Promise<StartupMessage | undefined> {
+    for (;;) {
+      let m: FrontendMessage;
+      try {
+        m = await this.#next();
+      } catch (e) {
+        if (e instanceof ClientGone) return undefined;
+        throw e;
+      }
+      switch (m.type) {
+        case "SSLRequest": {
+          if (this.#tls || !this.#d.secureContext) {
+            this.#client.write("N");
+            continue;
+          }
+          // Bytes pipelined after the SSLRequest would be read as if they came through TLS (CVE-2021-23214).
+          if (this.#decoder.buffered > 0 || this.#inbox.length) throw new GatehouseError("PG_PROTOCOL_VIOLATION", "data sent after SSLRequest before the TLS handshake");
+          this.#client.write("S");
+          this.#client = await this.#startTls();
+          this.#tls = true;
+          continue;
+        }
+        case "GSSENCRequest":
+          this.#client.write("N");
+          continue;
+        case "CancelRequest": {
+          const target = this.#listener.cancelKeys.get(keyOf(m.processId, m.secretKey));
+          if (target) {
+            const agent = this.#d.agents.for(target.connection);
+            await agent.cancelPostgres(target.connection, { processId: m.processId, secretKey: Buffer.from(m.secretKey) }).catch(() => {});
+            this.#d.audit.append({ type: "session.cancel_requested", connection: target.connection.name, data: { client: this.#addr } }).catch(() => {});
+          }
+          this.#client.end();
+          return undefined;
+        }
+        case "StartupMessage":
+          return m;
+        default:
+          throw new GatehouseError("PG_PROTOCOL_VIOLATION", `${m.type} before the startup message`);
+      }
+    }
+  }
+
+  #startTls(): Promise<TLSSocket> {
+    return new Promise((resolve, reject) => {
+      const t = new TLSSocket(this.#raw, { isServer: true, secureContext: this.#d.secureContext });
+      t.once("secure", () => {
+        t.off("error", onError);
+        t.on("error", () => {});
+        resolve(t);
+      });
+      const onError = (e: Error) => reject(new GatehouseError("PG_PROTOCOL_VIOLATION", `TLS handshake failed: ${e.message}`));
+      t.once("error", onError);
+    });
+  }
+
+  async #login(startup: StartupMessage): Promise<{ principal: Principal; connection: Connection }> {
+    const p = startup.parameters;
+    const replication = p.replication;
+    if (replication && !["false", "off", "no", "0"].includes(replication.toLowerCase())) throw new GatehouseError("PG_UNSUPPORTED", "replication connections are not available through Gatehouse");
+    if (!p.database && !p.user) throw new GatehouseError("PG_STARTUP_INVALID");
+    const database = p.database || p.user!;
+    if (!this.#tls && !(this.#d.config.allowCleartextLoopback && isLoopback(this.#addr))) throw new GatehouseError("PG_TLS_REQUIRED");
+    // The client asked for a newer minor version or protocol options: say what we speak.
+    const pqOptions = Object.keys(p).filter((k) => k.startsWith("_pq_."));
+    if (startup.minorVersion > 0 || pqOptions.length) this.#client.write(backend.negotiateProtocolVersion(0, pqOptions));
+    this.#client.write(backend.authenticationCleartextPassword());
+    const reply = await this.#next().catch((e) => {
+      throw e instanceof ClientGone ? new GatehouseError("AUTH_TOKEN_MISSING", "the client closed the connection instead of sending a password") : e;
+    });
+    if (reply.type !== "AuthResponse") throw new GatehouseError("PG_PROTOCOL_VIOLATION", `expected a password message, got ${reply.type}`);
+    const token = parsePassword(reply.payload);
+    let principal: Principal;
+    try {
+      principal = await this.#d.verifier.verify(token);
+    } catch (e) {
+      const code = e instanceof GatehouseError ? e.code : "internal";
+      this.#d.metrics.authFailures.inc({ surface: "postgres", code });
+      this.#d.audit.append({ type: "auth.failed", data: { surface: "postgres", code, client: this.#addr ?? null, database } }).catch(() => {});
+      throw e;
+    }
+    const connection = this.#d.connections.get(database);
+    if (!connection || connection.protocol !== "postgres") {
+      throw new GatehouseError("POLICY_UNKNOWN_CONNECTION", `"${database}" is not a PostgreSQL connection of this gateway`);
+    }
+    return { principal, connection };
+  }
+
+  // ------------------------------------------------------------------------------------ relay
+
+  #relay(startup: StartupMessage): void {
+    const target = this.#target!;
+    const tsock = target.socket;
+    this.#cancelKey = keyOf(target.backendKey.processId, target.backendKey.secretKey);
+    this.#listener.cancelKeys.set(this.#cancelKey, { connection: this.#gateSession!.connection });
+
+    const hello: Buffer[] = [backend.authenticationOk(), ...target.parameterFrames, backend.backendKeyData(target.backendKey.processId, target.backendKey.secretKey)];
+    const dropped = Object.keys(startup.parameters).filter((k) => k === "options");
+    if (dropped.length) hello.push(noticeFrame("Gatehouse does not pass the startup parameter `options` to the target", "Run SET statements instead; they are judged by policy like any other statement."));
+    hello.push(backend.readyForQuery("I"));
+    this.#client.write(Buffer.concat(hello));
+
+    // target → client
+    tsock.on("data", (chunk: Buffer) => {
+      const out = this.#stream.push(chunk);
+      for (const b of out) if (!this.#client.write(b)) tsock.pause();
+    });
+    this.#client.on("drain", () => tsock.resume());
+    tsock.on("close", () => {
+      if (this.#closed) return;
+      this.#endReason = "the target closed the connection";
+      const frames = this.#stream.inject(errorFrame(new GatehouseError("PG_TARGET_LOST"), "FATAL"));
+      for (const f of frames) this.#client.write(f);
+      this.#client.end();
+    });
+    tsock.on("error", () => {});
+    for (const b of target.leftover) for (const o of this.#stream.push(b)) this.#client.write(o);
+    tsock.on("drain", () => {
+      if (this.#inboxBytes < INBOX_LIMIT_BYTES) this.#client.resume();
+    });
+    tsock.resume();
+
+    // client → target
+    const onClientData = (chunk: Buffer) => {
+      let msgs: FrontendMessage[];
+      try {
+        msgs = this.#decoder.push(chunk);
+      } catch (e) {
+        this.#endReason = "protocol violation";
+        this.#fatal(new GatehouseError("PG_PROTOCOL_VIOLATION", (e as Error).message));
+        return;
+      }
+      for (const m of msgs) {
+        this.#inbox.push(m);
+        this.#inboxBytes += m.raw.length;
+      }
+      if (this.#inboxBytes >= INBOX_LIMIT_BYTES) this.#client.pause();
+      void this.#pump();
+    };
+    this.#client.on("data", onClientData);
+    const gone = () => {
+      this.#abort.abort(new ClientGone());
+      this.#closeTarget();
+    };
+    this.#client.once("end", gone);
+    this.#client.once("close", gone);
+    this.#client.on("error", () => {});
+    // Messages that arrived together with the password.
+    if (this.#inbox.length) {
+      for (const m of this.#inbox) this.#inboxBytes += m.raw.length;
+      void this.#pump();
+    }
+    this.#client.resume();
+  }
+
+  async #pump(): Promise<void> {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (this.#inbox.length && !this.#closed) {
+        const m = this.#inbox.shift()!;
+        this.#inboxBytes -= m.raw.length;
+        const pending = this.#handle(m);
+        if (pending) {
+          this.#flush();
+          await pending;
+        }
+      }
+    } catch (e) {
+      this.#d.logger.error({ err: (e as Error).stack }, "postgres relay failed");
+      this.#endReason = "internal error";
+      this.#fatal(new GatehouseError("POLICY_EVALUATION_FAILED", "internal error in the gateway; the session was closed"));
+    } finally {
+      this.#pumping = false;
+      this.#flush();
+      if (!this.#closed && this.#inboxBytes < INBOX_LIMIT_BYTES && !this.#target?.socket.writableNeedDrain) this.#client.resume();
+    }
+  }
+
+  #send(b: Buffer): void {
+    this.#toTarget.push(b);
+  }
+
+  #flush(): void {
+    const bufs = this.#toTarget;
+    if (!bufs.length || this.#closed) return;
+    this.#toTarget = [];
+    const t = this.#target!.socket;
+    if (!t.write(bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs))) this.#client.pause();
+  }
+
+  /** Handle one client message; returns a promise only when the message must wait (judging). */
+  #handle(m: FrontendMessage): Promise<void> | undefined {
+    switch (m.type) {
+      case "Query":
+        return this.#onQuery(m.query, m.raw);
+      case "Parse":
+        return this.#onParse(m.name, m.query, m.raw);
+      case "Bind":
+        return this.#onBind(m);
+      case "Close":
+        if (m.kind === "S") this.#gated.delete(m.name);
+        this.#send(m.raw);
+        return undefined;
+      case "Sync":
+        this.#cycles++;
+        this.#send(m.raw);
+        return undefined;
+      case "Describe":
+      case "Execute":
+      case "Flush":
+      case "CopyData":
+      case "CopyDone":
+      case "CopyFail":
+        this.#send(m.raw);
+        return undefined;
+      case "FunctionCall":
+        this.#refuseQuery(new GatehouseError("PG_UNSUPPORTED", "fastpath function calls cannot be judged; call the function from SQL"));
+        return undefined;
+      case "Terminate":
+        this.#endReason = "client terminated";
+        this.#send(m.raw);
+        this.#flush();
+        this.#client.end();
+        return undefined;
+      default:
+        this.#endReason = "protocol violation";
+        this.#fatal(new GatehouseError("PG_PROTOCOL_VIOLATION", `unexpected ${m.type} message during a session`));
+        return undefined;
+    }
+  }
+
+  #judge(op: Operation) {
+    return this.#d.gate.judge(this.#gateSession!, op, {
+      signal: this.#abort.signal,
+      onHeld: (review) => {
+        const url = this.#d.gate.reviewUrl(review.id);
+        const n = noticeFrame(
+          `Gatehouse: this statement is waiting for review ${review.id} (rule ${review.rule})`,
+          `Approvers: ${review.approvers.join(", ") || "(none configured)"}; expires ${new Date(review.expiresAt).toISOString()}.${url ? ` ${url}` : ""}`,
+          `A reviewer runs: gatehouse reviews approve ${review.id}`,
+        );
+        for (const f of this.#stream.inject(n)) this.#client.write(f);
+      },
+    });
+  }
+
+  async #onQuery(text: string, raw: Buffer): Promise<void> {
+    const sql = describeInSession(text, this.#prepared);
+    const v = await this.#judge({ protocol: "postgres", text, sql });
+    if (v.forward) {
+      commitInSession(sql, this.#prepared);
+      this.#cycles++;
+      this.#send(raw);
+    } else {
+      this.#refuseQuery(v.error);
+    }
+  }
+
+  /** Replace a Query-cycle message with a marker Query; the server's error becomes `err`. */
+  #refuseQuery(err: GatehouseError): void {
+    const marker = newMarker();
+    this.#cycles++;
+    this.#stream.expectMarker(marker, errorFrame(err), this.#cycles);
+    this.#send(frontendWriter.query(marker));
+  }
+
+  /** Replace an extended-protocol message with a failing Parse; the server then skips to Sync. */
+  #refuseExtended(err: GatehouseError): void {
+    const marker = newMarker();
+    this.#stream.expectMarker(marker, errorFrame(err), this.#cycles + 1);
+    this.#send(markerParse(marker));
+  }
+
+  async #onParse(name: string, text: string, raw: Buffer): Promise<void> {
+    const sql = describeInSession(text, this.#prepared);
+    const op: Operation = { protocol: "postgres", text, sql };
+    this.#gated.delete(name);
+    // A statement that needs review is judged when its parameters are bound (the approval covers
+    // text + values). Parsing it on the server runs nothing.
+    if (this.#d.gate.preview(this.#gateSession!, op).action === "review") {
+      this.#gated.set(name, { text, sql });
+      this.#send(raw);
+      return;
+    }
+    const v = await this.#judge(op);
+    if (v.forward) {
+      commitInSession(sql, this.#prepared);
+      this.#send(raw);
+    } else {
+      this.#refuseExtended(v.error);
+    }
+  }
+
+  #onBind(m: BindMessage): Promise<void> | undefined {
+    const gated = this.#gated.get(m.statement);
+    if (!gated) {
+      this.#send(m.raw);
+      return undefined;
+    }
+    return (async () => {
+      const v = await this.#judge({ protocol: "postgres", text: gated.text, parameters: bindParameters(m), sql: gated.sql });
+      if (v.forward) {
+        commitInSession(gated.sql, this.#prepared);
+        this.#send(m.raw);
+      } else {
+        this.#refuseExtended(v.error);
+      }
+    })();
+  }
+
+  // ---------------------------------------------------------------------------------- endings
+
+  #fatal(e: GatehouseError): void {
+    if (this.#closed) return;
+    const sock = this.#client;
+    const frame = errorFrame(e, "FATAL");
+    if (this.#target) for (const f of this.#stream.inject(frame)) sock.write(f);
+    else sock.write(frame);
+    sock.end();
+    this.#closed = true;
+    this.#closeTarget();
+    // A client that never reads must not keep the socket forever.
+    setTimeout(() => sock.destroy(), 2000).unref();
+  }
+
+  #closeTarget(): void {
+    this.#closed = true;
+    const t = this.#target?.socket;
+    if (t && !t.destroyed) {
+      if (t.writable) t.end(frontendWriter.terminate());
+      setTimeout(() => t.destroy(), 1000).unref();
+    }
+  }
+
+  async shutdown(reason: string): Promise<void> {
+    this.#endReason = reason;
+    this.#fatal(new GatehouseError("PG_TARGET_LOST", reason));
+    await new Promise<void>((r) => {
+      if (this.#client.destroyed) r();
+      else this.#client.once("close", () => r());
+      setTimeout(r, 2500).unref();
+    });
+  }
+
+  async #finish(): Promise<void> {
+    this.#closeTarget();
+    if (this.#cancelKey) this.#listener.cancelKeys.delete(this.#cancelKey);
+    if (this.#session) {
+      const s = this.#session;
+      this.#session = undefined;
+      await this.#d.sessions.close(s, this.#endReason).catch((e) => this.#d.logger.error({ err: (e as Error).message }, "cannot record session end"));
+    }
+  }
+}
+
+class ClientGone extends Error {
+  constructor() {
+    super("client disconnected");
+  }
+}
