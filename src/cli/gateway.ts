@@ -1,12 +1,15 @@
 // `gatehouse gateway`: run the gateway until SIGTERM/SIGINT, then shut down gracefully
-// (stop accepting, let in-flight work finish, flush the audit trail).
+// (stop accepting, end sessions, flush the audit trail). `--demo` runs the embedded defaults
+// with an in-process PGlite database so the quick start needs nothing installed.
 
 import type { Command } from "commander";
-import { demoConfig } from "../config/demo.ts";
+import { type DemoTargetAddress, demoConfig } from "../config/demo.ts";
 import { loadConfigFile } from "../config/load.ts";
+import type { Config } from "../config/schema.ts";
+import { startDemoTarget, type DemoTarget } from "../demo/pglite-target.ts";
 import { GatehouseError } from "../domain/errors.ts";
 import { mintDevToken } from "../identity/index.ts";
-import { startGateway } from "../main.ts";
+import { startGateway, type Gateway } from "../main.ts";
 import { createLogger } from "../observability/logger.ts";
 import { action } from "./output.ts";
 
@@ -15,15 +18,34 @@ export function register(program: Command): void {
     .command("gateway")
     .description("run the gateway")
     .option("--config <file>", "configuration file")
-    .option("--demo", "run on the embedded demo defaults (SQLite store, dev issuer, demo policy); for a laptop only")
+    .option("--demo", "run on the embedded demo defaults (SQLite store, dev issuer, demo policy, PGlite database); for a laptop only")
+    .option("--target-url <url>", "with --demo: use this PostgreSQL (postgres://user:pass@host:port/db) instead of the in-process PGlite")
     .action(
-      action(async (o: { config?: string; demo?: boolean }) => {
+      action(async (o: { config?: string; demo?: boolean; targetUrl?: string }) => {
         if (!o.config && !o.demo) throw new GatehouseError("CONFIG_UNREADABLE", "give --config FILE, or --demo for the embedded demo defaults");
-        const cfg = o.config ? loadConfigFile(o.config) : demoConfig();
+        let demoTarget: DemoTarget | undefined;
+        let cfg: Config;
+        if (o.config) cfg = loadConfigFile(o.config);
+        else {
+          let address: DemoTargetAddress;
+          if (o.targetUrl) address = parseTargetUrl(o.targetUrl);
+          else {
+            process.stderr.write("starting the demo database (PGlite, in-process; takes a few seconds)…\n");
+            demoTarget = await startDemoTarget(process.env.GATEHOUSE_DEMO_PGLITE_DIR);
+            address = { host: demoTarget.host, port: demoTarget.port };
+          }
+          cfg = demoConfig(address);
+        }
         const logger = createLogger(cfg.logging.level);
         if (cfg.identity.devIssuer.enabled) logger.warn("the development issuer is enabled: anyone who can read its key file can mint tokens; never do this in production");
-        const gw = await startGateway(cfg, { logger });
-        if (o.demo) await printDemoBanner(cfg, gw.apiUrl);
+        let gw: Gateway;
+        try {
+          gw = await startGateway(cfg, { logger });
+        } catch (e) {
+          await demoTarget?.close();
+          throw e;
+        }
+        if (o.demo) await printDemoBanner(cfg, gw);
         await new Promise<void>((resolve) => {
           const stop = (signal: string) => {
             logger.info({ signal }, "shutdown requested");
@@ -38,23 +60,46 @@ export function register(program: Command): void {
         }, 20_000);
         timer.unref();
         await gw.close();
+        await demoTarget?.close();
       }),
     );
 }
 
-async function printDemoBanner(cfg: ReturnType<typeof demoConfig>, apiUrl: string): Promise<void> {
-  const token = await mintDevToken(cfg.identity, { subject: "demo-agent", name: "demo-agent", groups: ["ai-agents"], kind: "service" });
+function parseTargetUrl(url: string): DemoTargetAddress {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new GatehouseError("CONFIG_INVALID", `--target-url is not a URL: ${url.replace(/:[^:@/]*@/, ":***@")}`);
+  }
+  const a: DemoTargetAddress = { host: u.hostname, port: Number(u.port || 5432), database: decodeURIComponent(u.pathname.slice(1)) || "postgres", user: decodeURIComponent(u.username) || "postgres" };
+  if (u.password) a.password = decodeURIComponent(u.password);
+  return a;
+}
+
+async function printDemoBanner(cfg: Config, gw: Gateway): Promise<void> {
+  const agent = await mintDevToken(cfg.identity, { subject: "demo-agent", name: "demo-agent", groups: ["ai-agents"], kind: "service" });
+  const dba = await mintDevToken(cfg.identity, { subject: "dana-dba", name: "Dana (DBA)", groups: ["dba"], kind: "human" });
+  const pgPort = gw.postgres?.port ?? cfg.listeners.postgres.port;
   const lines = [
     "",
-    "Gatehouse is running on its embedded demo defaults.",
-    `  API:      ${apiUrl}   (OpenAPI: ${apiUrl}/api/v1/openapi.json)`,
+    "Gatehouse is running on its embedded demo defaults (never use these in production).",
+    `  API:         ${gw.apiUrl}   (OpenAPI: ${gw.apiUrl}/api/v1/openapi.json)`,
+    `  PostgreSQL:  127.0.0.1:${pgPort}, connection "demo"`,
     "",
-    "A development token for an AI agent in group ai-agents (valid 1 h):",
-    `  export GATEHOUSE_TOKEN=${token}`,
+    "1. Connect as an AI agent (group ai-agents). In a new terminal:",
+    `     export PGPASSWORD=${agent}`,
+    `     psql "host=127.0.0.1 port=${pgPort} dbname=demo user=agent sslmode=require"`,
+    "   demo=> select name, email from customers limit 3;              -- allowed: a read",
+    "   demo=> alter table customers add column vip boolean;            -- held: waits for a DBA",
     "",
-    "Try:",
-    `  curl -s -H "Authorization: Bearer $GATEHOUSE_TOKEN" ${apiUrl}/api/v1/whoami`,
+    "2. Approve it as a DBA (a human in group dba), from a third terminal:",
+    `     export GATEHOUSE_TOKEN=${dba}`,
+    `     curl -s -H "Authorization: Bearer $GATEHOUSE_TOKEN" '${gw.apiUrl}/api/v1/reviews?status=pending'`,
+    `     curl -s -X POST -H "Authorization: Bearer $GATEHOUSE_TOKEN" -H 'content-type: application/json' -d '{}' ${gw.apiUrl}/api/v1/reviews/<id>/approve`,
+    "   The ALTER TABLE then completes in psql. `drop database postgres;` is denied outright.",
     "",
+    "Tokens are valid for 1 hour; mint more with: npm run -s gatehouse -- dev token --group ai-agents",
     "Stop with Ctrl-C.",
     "",
   ];

@@ -7,7 +7,15 @@ import { parseConfig } from "./load.ts";
 
 export const DEMO_DATA_DIR = process.env.GATEHOUSE_DATA_DIR ?? "./data";
 
-export function demoConfigInput(): ConfigInput {
+export interface DemoTargetAddress {
+  host: string;
+  port: number;
+  database?: string;
+  user?: string;
+  password?: string;
+}
+
+export function demoConfigInput(target?: DemoTargetAddress): ConfigInput {
   return {
     identity: {
       devIssuer: { enabled: true, keyFile: `${DEMO_DATA_DIR}/dev-issuer-key.json` },
@@ -15,7 +23,18 @@ export function demoConfigInput(): ConfigInput {
     store: { url: `sqlite:${DEMO_DATA_DIR}/gatehouse.db` },
     api: { host: "127.0.0.1", port: 8080, adminGroups: ["gatehouse-admins"] },
     listeners: { postgres: { host: "127.0.0.1", port: 15432 } },
-    connections: [],
+    connections: target
+      ? [
+          {
+            name: "demo",
+            protocol: "postgres",
+            description: "the quick start's database (in-process PGlite unless --target-url is given)",
+            labels: { env: "demo" },
+            postgres: { host: target.host, port: target.port, database: target.database ?? "postgres", user: target.user ?? "postgres", ...(target.password ? { password: target.password } : {}), tls: "disable" },
+            policy: { default: "deny", unparseable: "review", reviewMode: "hold", approvers: ["dba"], reviewExpires: "15m" },
+          },
+        ]
+      : [],
     policies: [
       { name: "agents-read", description: "AI agents may read", principals: { groups: ["ai-agents"] }, operations: { kinds: ["read", "transaction", "session"] }, decision: "allow" },
       { name: "agents-write", description: "AI agents may change data with a WHERE clause", principals: { groups: ["ai-agents"] }, operations: { kinds: ["write"] }, decision: "allow" },
@@ -27,6 +46,6 @@ export function demoConfigInput(): ConfigInput {
   };
 }
 
-export function demoConfig(): Config {
-  return parseConfig(demoConfigInput(), "demo configuration");
+export function demoConfig(target?: DemoTargetAddress): Config {
+  return parseConfig(demoConfigInput(target), "demo configuration");
 }
