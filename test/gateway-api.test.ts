@@ -6,11 +6,19 @@ import { after, before, describe, test } from "node:test";
 import { parseConfig } from "../src/config/load.ts";
 import type { ConfigInput } from "../src/config/schema.ts";
 import { startGateway, type Gateway } from "../src/main.ts";
+import { Writable } from "node:stream";
 import { createLogger } from "../src/observability/logger.ts";
 import { startTestIdp, type TestIdp } from "./helpers/idp.ts";
 
 let idp: TestIdp;
 let gw: Gateway;
+const logLines: string[] = [];
+const logSink = new Writable({
+  write(chunk, _enc, cb) {
+    logLines.push(String(chunk));
+    cb();
+  },
+});
 
 before(async () => {
   idp = await startTestIdp();
@@ -26,7 +34,7 @@ before(async () => {
       { name: "no-drop-database", operations: { flags: ["drop-database"] }, decision: "deny", message: "never" },
     ],
   };
-  gw = await startGateway(parseConfig(input), { logger: createLogger("silent") });
+  gw = await startGateway(parseConfig(input), { logger: createLogger("debug", logSink) });
 });
 after(async () => {
   await gw?.close();
@@ -89,6 +97,18 @@ describe("gateway API", () => {
     const bad = await post("/api/v1/policy/check", { sql: 1 }, token);
     assert.equal(bad.status, 400);
     assert.equal(((await bad.json()) as { code: string }).code, "GH-API-002");
+  });
+
+  test("logs are JSON and never contain a token, valid or not", async () => {
+    const good = await idp.token({ clientId: "agent-log" });
+    await get("/api/v1/whoami", good);
+    await get("/api/v1/whoami", `${good}x`);
+    await post("/api/v1/policy/check", { connection: "pg-prod", sql: "select 1" }, good);
+    assert.ok(logLines.length > 0);
+    for (const line of logLines) {
+      assert.doesNotThrow(() => JSON.parse(line));
+      assert.ok(!line.includes(good.split(".")[2]!), "no token signature in logs");
+    }
   });
 
   test("metrics expose auth failures by code; unknown routes are problem+json 404", async () => {
