@@ -8,6 +8,10 @@ import * as configSchema from "./config/schema.ts";
 import * as devToken from "./dev/token.ts";
 import * as gateway from "./gateway.ts";
 import * as policyCheck from "./policy/check.ts";
+import * as reviewsApprove from "./reviews/approve.ts";
+import * as reviewsDeny from "./reviews/deny.ts";
+import * as reviewsList from "./reviews/list.ts";
+import * as reviewsShow from "./reviews/show.ts";
 
 export function buildProgram(): Command {
   const program = new Command("gatehouse").description("identity-aware access gateway for AI coding agents").version(VERSION);
@@ -17,6 +21,8 @@ export function buildProgram(): Command {
   configCheck.register(config);
   configSchema.register(config);
   policyCheck.register(program.command("policy").description("dry-run policy decisions"));
+  const reviews = program.command("reviews").description("decide held operations (uses --api/GATEHOUSE_API and your own --token/GATEHOUSE_TOKEN)");
+  for (const c of [reviewsList, reviewsShow, reviewsApprove, reviewsDeny]) c.register(reviews);
   devToken.register(program.command("dev").description("development helpers (tokens from the local dev issuer)"));
   return program;
 }

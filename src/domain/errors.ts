@@ -67,6 +67,7 @@ export const ERRORS = {
   // API
   API_NOT_FOUND: def("GH-API-001", 404, "XX000", "No such resource", "Check the path against the OpenAPI document at /api/v1/openapi.json."),
   API_BAD_REQUEST: def("GH-API-002", 400, "XX000", "The request is invalid", "Fix the request fields listed in the problem details."),
+  API_UNREACHABLE: def("GH-API-004", 502, "08006", "The gateway API did not answer as expected", "Check --api / GATEHOUSE_API (the gateway's API URL) and that the gateway is running."),
   API_FORBIDDEN: def("GH-API-003", 403, "42501", "You are not allowed to do this", "This action needs one of the groups listed in the message."),
   // development identity
   DEV_ISSUER_DISABLED: def("GH-DEV-001", 400, "F0000", "The development issuer is not enabled", "Set identity.devIssuer.enabled: true in the configuration (never in production) or use a real identity provider."),
