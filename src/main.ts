@@ -10,6 +10,7 @@ import { buildApi } from "./api/server.ts";
 import { AuditLog } from "./audit/log.ts";
 import { connectionsOf } from "./config/connections.ts";
 import type { Config } from "./config/schema.ts";
+import { GatehouseError } from "./domain/errors.ts";
 import { describeOperation } from "./gate/describe.ts";
 import { Gate } from "./gate/gate.ts";
 import { SessionLog } from "./gate/sessions.ts";
@@ -20,6 +21,10 @@ import { PolicyEngine } from "./policy/engine.ts";
 import { initClassifier } from "./protocols/postgres/classify/index.ts";
 import { PostgresListener } from "./protocols/postgres/engine.ts";
 import { listenerSecureContext } from "./protocols/postgres/tls.ts";
+import { SecretResolver } from "./agent/secrets.ts";
+import { GatewayRegistry } from "./gate/gateways.ts";
+import { NotificationDispatcher } from "./reviews/notify.ts";
+import { linkReviewsAcrossReplicas } from "./reviews/pg-notify.ts";
 import { ReviewService } from "./reviews/service.ts";
 import { openStore } from "./store/store.ts";
 import { VERSION } from "./version.ts";
@@ -36,6 +41,7 @@ export interface Gateway {
   /** Address of the PostgreSQL listener, when enabled. */
   postgres?: AddressInfo;
   reviews: ReviewService;
+  notifier: NotificationDispatcher;
   close(): Promise<void>;
 }
 
@@ -52,8 +58,19 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
   };
   const connections = connectionsOf(config);
   const policy = new PolicyEngine(config.policies);
-  const reviews = new ReviewService(store, audit);
+  const reviews = new ReviewService(store, audit, {
+    breakGlassGroups: config.reviews.breakGlassGroups,
+    recheck: (requester, connectionName, text) => {
+      const connection = connections.get(connectionName);
+      if (!connection) throw new GatehouseError("POLICY_UNKNOWN_CONNECTION", connectionName);
+      const operation = describeOperation(connection, { sql: text });
+      return { operation, decision: policy.decide({ principal: requester, connection, operation }) };
+    },
+  });
   const gate = new Gate({ policy, audit, reviews, metrics, logger, publicUrl: config.api.publicUrl });
+  const notifier = new NotificationDispatcher(config.notifiers, new SecretResolver(), logger);
+  reviews.subscribe((e) => notifier.notify(e.review.notify, { ...e, url: gate.reviewUrl(e.review.id) }));
+  const gateways = new GatewayRegistry(store, audit, id, VERSION);
   const sessions = new SessionLog(store, audit, metrics, id);
   const agents = new AgentRegistry();
   agents.register(new EmbeddedAgent());
@@ -63,6 +80,14 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     for (const stop of stops.reverse()) await stop().catch((e) => logger.error({ err: (e as Error).message }, "error while stopping"));
   };
   try {
+    const { interruptedSessions } = await gateways.start();
+    stops.push(() => gateways.stop());
+    const recovered = await reviews.recover();
+    if (interruptedSessions.length || recovered.cancelled) logger.warn({ interruptedSessions: interruptedSessions.length, cancelledReviews: recovered.cancelled }, "recovered from an earlier gateway that stopped without closing its sessions");
+    if (store.kind === "postgres") {
+      const link = await linkReviewsAcrossReplicas(config.store.url, reviews, logger);
+      stops.push(() => link.close());
+    }
     const api = await buildApi({ config, connections, verifier, policy, store, audit, metrics, logger, version: VERSION, describe: describeOperation, routes: [reviewRoutes(reviews)] });
     await api.listen({ host: config.api.host, port: config.api.port });
     stops.push(() => api.close());
@@ -87,12 +112,14 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       apiUrl,
       api,
       reviews,
+      notifier,
       async close() {
         if (closed) return;
         closed = true;
         logger.info({ gatewayId: id }, "gateway stopping");
         await stopAll();
         reviews.close();
+        notifier.close();
         await audit.append({ type: "gateway.stopped", data: { gatewayId: id } }).catch(() => {});
         await audit.drain();
         verifier.close?.();
@@ -104,6 +131,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
   } catch (e) {
     await stopAll();
     reviews.close();
+    notifier.close();
     await store.close();
     throw e;
   }

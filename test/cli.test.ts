@@ -29,7 +29,7 @@ describe("gatehouse policy check (the sample policy)", () => {
   test("a schema change by ai-agents is a review with the rule's approvers", async () => {
     const r = await policyCheck("ALTER TABLE users ADD COLUMN age int");
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), { action: "review", rule: "schema-changes", message: "schema changes need a DBA's approval", review: { approvers: ["dba"], quorum: 1, expiresSeconds: 3600, mode: "hold" } });
+    assert.deepEqual(JSON.parse(r.stdout), { action: "review", rule: "schema-changes", message: "schema changes need a DBA's approval", review: { approvers: ["dba"], quorum: 1, expiresSeconds: 3600, mode: "hold", notify: [] } });
   });
   test("DROP DATABASE is denied for everyone, with the rule's message", async () => {
     for (const groups of ["ai-agents", "dba"]) {

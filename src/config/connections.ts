@@ -15,6 +15,7 @@ export function toConnection(c: ConnectionConfig): Connection {
       reviewMode: c.policy.reviewMode,
       approvers: c.policy.approvers,
       reviewExpiresSeconds: c.policy.reviewExpires,
+      notify: c.policy.notify,
     },
   };
   if (c.description !== undefined) conn.description = c.description;

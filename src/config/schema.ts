@@ -80,6 +80,7 @@ export const connectionPolicySchema = z
     reviewMode: reviewMode.default("hold").describe("hold: the client waits; async: fail at once with the review id, the identical retry runs after approval."),
     approvers: z.array(z.string()).default([]).describe("Approver groups for review decisions that name none."),
     reviewExpires: duration.default(3600).describe("Default validity of a review."),
+    notify: z.array(z.string()).default([]).describe("Notifier names told about reviews on this connection when the rule names none."),
   })
   .strict();
 
@@ -91,7 +92,7 @@ export const connectionSchema = z
     labels: z.record(z.string(), z.string()).default({}).describe("Free-form labels policies can match (e.g. env: prod)."),
     description: z.string().optional(),
     postgres: postgresTargetSchema.optional(),
-    policy: connectionPolicySchema.default({ default: "deny", unparseable: "review", reviewMode: "hold", approvers: [], reviewExpires: 3600 }),
+    policy: connectionPolicySchema.default({ default: "deny", unparseable: "review", reviewMode: "hold", approvers: [], reviewExpires: 3600, notify: [] }),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -140,9 +141,22 @@ export const ruleSchema = z
         quorum: z.number().int().min(1).max(10).default(1),
         expires: duration.optional(),
         mode: reviewMode.optional(),
+        notify: z.array(z.string()).optional().describe("Notifier names (from `notifiers`) told about reviews this rule opens; default the connection's."),
       })
       .strict()
       .optional(),
+  })
+  .strict();
+
+export const notifierSchema = z
+  .object({
+    name,
+    type: z.enum(["webhook", "slack", "teams"]).describe("webhook: signed JSON; slack / teams: incoming-webhook message payloads."),
+    url: z.string().url().describe("Where to POST. Slack/Teams incoming-webhook URLs are secrets: use ${ENV} references."),
+    secret: z.string().optional().describe("webhook only: HMAC-SHA256 key (`env:NAME`/`file:/path` reference or literal) for the X-Gatehouse-Signature header."),
+    events: z.array(z.enum(["created", "decided"])).default(["created", "decided"]).describe("Which review events to send."),
+    timeout: duration.default(5).describe("Per-attempt timeout."),
+    retries: z.number().int().min(0).max(10).default(5).describe("Retries after a failed attempt, with exponential backoff from 1 s."),
   })
   .strict();
 
@@ -184,6 +198,13 @@ export const configSchema = z
   .object({
     identity: identitySchema.default(identitySchema.parse({})),
     connections: z.array(connectionSchema).default([]),
+    notifiers: z.array(notifierSchema).default([]).describe("Where review notifications go (rules and connections name them)."),
+    reviews: z
+      .object({
+        breakGlassGroups: z.array(z.string()).default([]).describe("Members may approve any review alone (audited as review.break_glass). Empty (off) by default."),
+      })
+      .strict()
+      .default({ breakGlassGroups: [] }),
     policies: z.array(ruleSchema).default([]).describe("Ordered rules; the most restrictive matching decision wins (deny > review > allow), ties go to the earlier rule."),
     store: storeSchema.default({ url: "sqlite:./data/gatehouse.db", poolSize: 10 }),
     listeners: z
@@ -209,6 +230,16 @@ export const configSchema = z
       rules.add(r.name);
       if (r.decision !== "review" && r.review) ctx.addIssue({ code: "custom", path: ["policies", i, "review"], message: "`review` settings only apply to decision: review" });
     });
+    const notifiers = new Set(c.notifiers.map((n) => n.name));
+    c.notifiers.forEach((n, i) => {
+      if (n.type !== "webhook" && n.secret) ctx.addIssue({ code: "custom", path: ["notifiers", i, "secret"], message: "only webhook notifiers are signed" });
+    });
+    c.policies.forEach((r, i) => {
+      for (const n of r.review?.notify ?? []) if (!notifiers.has(n)) ctx.addIssue({ code: "custom", path: ["policies", i, "review", "notify"], message: `no notifier named "${n}"` });
+    });
+    c.connections.forEach((conn, i) => {
+      for (const n of conn.policy.notify) if (!notifiers.has(n)) ctx.addIssue({ code: "custom", path: ["connections", i, "policy", "notify"], message: `no notifier named "${n}"` });
+    });
     c.identity.issuers.forEach((iss, i) => {
       if (iss.issuer.includes("{tenantid}") && !iss.allowedTenants?.length) {
         ctx.addIssue({ code: "custom", path: ["identity", "issuers", i, "allowedTenants"], message: "a `{tenantid}` issuer must list allowedTenants" });
@@ -222,6 +253,7 @@ export type IssuerConfig = z.infer<typeof issuerSchema>;
 export type IdentityConfig = z.infer<typeof identitySchema>;
 export type RuleConfig = z.infer<typeof ruleSchema>;
 export type ConnectionConfig = z.infer<typeof connectionSchema>;
+export type NotifierConfig = z.infer<typeof notifierSchema>;
 
 export function configJsonSchema(): unknown {
   return z.toJSONSchema(configSchema, { io: "input", unrepresentable: "any" });

@@ -15,6 +15,8 @@ export interface ConnectionPolicyDefaults {
   /** Default approver groups and expiry for review decisions that name none. */
   approvers: string[];
   reviewExpiresSeconds: number;
+  /** Notifier names for reviews whose rule names none. */
+  notify: string[];
 }
 
 export interface PostgresTarget {

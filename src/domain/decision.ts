@@ -12,6 +12,8 @@ export interface ReviewRequirement {
   quorum: number;
   expiresSeconds: number;
   mode: ReviewMode;
+  /** Notifier names to tell about the review. */
+  notify: string[];
 }
 
 export interface Decision {

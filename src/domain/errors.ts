@@ -62,6 +62,8 @@ export const ERRORS = {
   PG_LOGIN_TIMEOUT: def("GH-PG-007", 400, "08006", "The client did not finish logging in in time", "Send the access token as the password promptly (PGPASSWORD=<token>)."),
   // agents
   AGENT_UNAVAILABLE: def("GH-AGENT-001", 503, "08006", "The agent serving this connection is not available", "Start (or reconnect) the agent named in the message; `gatehouse agents list` shows which agents are connected."),
+  REVIEW_MODIFY_DENIED: def("GH-REVIEW-008", 403, "42501", "The modified operation is denied by policy", "A reviewer cannot replace an operation with one that policy forbids; change the modification."),
+  REVIEW_MODIFY_UNSUPPORTED: def("GH-REVIEW-009", 409, "0A000", "This review cannot be modified", "Statements sent with bound parameters (extended protocol) can be approved or denied, not rewritten; deny it with a reason instead."),
   // store
   STORE_UNAVAILABLE: def("GH-STORE-001", 503, "08006", "The gateway's store is unavailable", "The gateway refuses operations it cannot audit; check the store (store.url) and /readyz."),
   // API

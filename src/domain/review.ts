@@ -6,7 +6,8 @@ import type { ReviewMode } from "./decision.ts";
 export type ReviewStatus = "pending" | "approved" | "denied" | "expired" | "cancelled";
 
 export interface ReviewVote {
-  verdict: "approve" | "deny";
+  /** `modify`: the reviewer replaced the operation (and approves the replacement). */
+  verdict: "approve" | "deny" | "modify";
   subject: string;
   displayName: string;
   /** The approver group that entitled this person (or `break-glass`). */
@@ -35,4 +36,8 @@ export interface Review {
   votes: ReviewVote[];
   /** Set when an approved review has been spent by running its operation. */
   usedAt: number | null;
+  /** Notifier names told about this review. */
+  notify: string[];
+  /** The reviewer's replacement, which runs instead of `operation` once approved. */
+  modified: Operation | null;
 }

@@ -12,7 +12,7 @@ const agent: Principal = { subject: "t/agent", objectId: "agent", issuer: "i", d
 const human: Principal = { ...agent, subject: "t/alice", objectId: "alice", displayName: "alice", kind: "human", groups: ["dba"], roles: [] };
 
 function conn(over: Partial<Connection> = {}): Connection {
-  return { name: "pg-prod", protocol: "postgres", agent: "embedded", labels: { env: "prod" }, policy: { default: "deny", unparseable: "review", reviewMode: "hold", approvers: ["dba"], reviewExpiresSeconds: 3600 }, ...over };
+  return { name: "pg-prod", protocol: "postgres", agent: "embedded", labels: { env: "prod" }, policy: { default: "deny", unparseable: "review", reviewMode: "hold", approvers: ["dba"], reviewExpiresSeconds: 3600, notify: [] }, ...over };
 }
 
 function stmt(kinds: SqlKind[], extra: Partial<SqlStatement> = {}): SqlStatement {
@@ -52,14 +52,14 @@ describe("policy engine", () => {
 
   test("ddl needs review with the rule's approvers, quorum, expiry and the connection's mode", () => {
     const d = engine.decide({ principal: agent, connection: conn(), operation: sqlOp(stmt(["ddl"])) });
-    assert.deepEqual(d, { action: "review", rule: "schema-changes", message: "schema changes need a DBA", review: { approvers: ["dba"], quorum: 2, expiresSeconds: 1800, mode: "hold" } });
+    assert.deepEqual(d, { action: "review", rule: "schema-changes", message: "schema changes need a DBA", review: { approvers: ["dba"], quorum: 2, expiresSeconds: 1800, mode: "hold", notify: [] } });
   });
 
   test("review without settings uses connection defaults", () => {
     const d = engine.decide({ principal: agent, connection: conn({ policy: { ...conn().policy, reviewMode: "async", approvers: ["ops"] } }), operation: sqlOp(stmt(["write"], { flags: ["truncate"] })) });
     assert.equal(d.action, "review");
     assert.equal(d.rule, "destructive");
-    assert.deepEqual(d.review, { approvers: ["ops"], quorum: 1, expiresSeconds: 3600, mode: "async" });
+    assert.deepEqual(d.review, { approvers: ["ops"], quorum: 1, expiresSeconds: 3600, mode: "async", notify: [] });
   });
 
   test("most restrictive wins: deny beats an allow and a review that also match", () => {

@@ -129,6 +129,7 @@ function reviewFor(rule: RuleConfig | undefined, c: Connection): ReviewRequireme
     quorum: rule?.review?.quorum ?? 1,
     expiresSeconds: rule?.review?.expires ?? c.policy.reviewExpiresSeconds,
     mode: rule?.review?.mode ?? c.policy.reviewMode,
+    notify: rule?.review?.notify ?? c.policy.notify,
   };
 }
 

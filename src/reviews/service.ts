@@ -19,11 +19,13 @@ import type { Selectable } from "kysely";
 import type { ReviewsTable } from "../store/schema.ts";
 import type { Store } from "../store/store.ts";
 import { bindingHash } from "./binding.ts";
+import type { ReviewEvent, ReviewEventType } from "./notify.ts";
 
 export const TERMINAL: ReadonlySet<ReviewStatus> = new Set(["approved", "denied", "expired", "cancelled"]);
 
 function fromRow(r: Selectable<ReviewsTable>): Review {
-  const requester = JSON.parse(r.principal_json) as Review["requester"];
+  const p = JSON.parse(r.principal_json) as Principal;
+  const requester = { subject: p.subject, displayName: p.displayName, kind: p.kind, groups: p.groups };
   return {
     id: r.id,
     status: r.status as ReviewStatus,
@@ -42,14 +44,25 @@ function fromRow(r: Selectable<ReviewsTable>): Review {
     mode: r.mode as Review["mode"],
     votes: JSON.parse(r.decisions_json) as ReviewVote[],
     usedAt: r.used_at === null ? null : Number(r.used_at),
+    notify: JSON.parse(r.notify_json) as string[],
+    modified: r.modified_json ? (JSON.parse(r.modified_json) as Operation) : null,
   };
+}
+
+/** The requester as stored (the full Principal, so a modification can be policy-checked as them). */
+function requesterOf(r: Selectable<ReviewsTable>): Principal {
+  return JSON.parse(r.principal_json) as Principal;
 }
 
 export interface ReviewServiceOptions {
   now?: () => number;
   /** Allow members of these groups to approve anything, even alone (audited loudly). Off by default. */
   breakGlassGroups?: string[];
+  /** Classify and judge a reviewer's replacement as if the requester had sent it. */
+  recheck?: (requester: Principal, connection: string, text: string) => { operation: Operation; decision: Decision };
 }
+
+export type ReviewListener = (e: ReviewEvent) => void;
 
 export interface CreateReviewInput {
   principal: Principal;
@@ -66,13 +79,52 @@ export class ReviewService {
   readonly #events = new EventEmitter();
   readonly #timers = new Map<string, NodeJS.Timeout>();
   readonly #breakGlass: string[];
+  readonly #recheck: ReviewServiceOptions["recheck"];
+  readonly #listeners = new Set<ReviewListener>();
+  /** Wakes waiters held by other gateway replicas (PostgreSQL store); set by `crossReplica`. */
+  #publish: ((id: string) => void) | undefined;
 
   constructor(store: Store, audit: AuditLog, opts: ReviewServiceOptions = {}) {
     this.#store = store;
     this.#audit = audit;
     this.#now = opts.now ?? Date.now;
     this.#breakGlass = opts.breakGlassGroups ?? [];
+    this.#recheck = opts.recheck;
     this.#events.setMaxListeners(0);
+  }
+
+  /** Subscribe to review events (SSE, notifications). Returns the unsubscribe function. */
+  subscribe(l: ReviewListener): () => void {
+    this.#listeners.add(l);
+    return () => this.#listeners.delete(l);
+  }
+
+  #emit(type: ReviewEventType, review: Review): void {
+    for (const l of this.#listeners) {
+      try {
+        l({ type, review });
+      } catch {
+        /* a listener's failure is its own */
+      }
+    }
+  }
+
+  /**
+   * Several replicas on one PostgreSQL store: a decision taken through one must release an
+   * operation held by another. `publish` announces a changed review id; `wake` is called by the
+   * transport (LISTEN/NOTIFY) for ids announced elsewhere.
+   */
+  crossReplica(publish: (id: string) => void): (id: string) => void {
+    this.#publish = publish;
+    return (id: string) => {
+      if (this.#events.listenerCount(id) === 0) return;
+      this.get(id).then(
+        (r) => {
+          if (r && r.status !== "pending") this.#events.emit(id, r);
+        },
+        () => {},
+      );
+    };
   }
 
   async create(input: CreateReviewInput): Promise<Review> {
@@ -97,6 +149,8 @@ export class ReviewService {
       mode: req.mode,
       votes: [],
       usedAt: null,
+      notify: req.notify,
+      modified: null,
     };
     await this.#store.db
       .insertInto("reviews")
@@ -109,7 +163,7 @@ export class ReviewService {
         session_id: review.sessionId,
         connection: review.connection,
         principal_subject: review.requester.subject,
-        principal_json: JSON.stringify(review.requester),
+        principal_json: JSON.stringify(input.principal),
         operation_json: JSON.stringify(review.operation),
         binding_hash: review.bindingHash,
         rule: review.rule,
@@ -119,10 +173,13 @@ export class ReviewService {
         mode: review.mode,
         decisions_json: "[]",
         used_at: null,
+        notify_json: JSON.stringify(review.notify),
+        modified_json: null,
       })
       .execute();
     await this.#audit.append({ type: "review.created", principal: input.principal, connection: review.connection, sessionId: review.sessionId ?? undefined, decision: "review", rule: review.rule, data: { reviewId: review.id, text: review.operation.text, approvers: review.approvers, quorum: review.quorum, mode: review.mode, expiresAt: review.expiresAt } });
     this.#armExpiry(review);
+    this.#emit("review.created", review);
     return review;
   }
 
@@ -162,7 +219,7 @@ export class ReviewService {
       const vote: ReviewVote = { verdict, subject: reviewer.subject, displayName: reviewer.displayName, via, at: this.#now() };
       if (comment) vote.comment = comment;
       const votes = [...review.votes, vote];
-      const approvals = votes.filter((v) => v.verdict === "approve").length;
+      const approvals = votes.filter((v) => v.verdict !== "deny").length;
       const next: ReviewStatus = verdict === "deny" ? "denied" : via === "break-glass" || approvals >= review.quorum ? "approved" : "pending";
       const updated = await this.#transition(review, next, votes);
       if (!updated) continue; // lost a race with another vote or the expiry; read again
@@ -178,6 +235,56 @@ export class ReviewService {
       return updated;
     }
     throw new GatehouseError("REVIEW_NOT_PENDING", `review ${id} changed while voting; retry`);
+  }
+
+  /**
+   * A reviewer replaces the operation (add a WHERE, a LIMIT, wrap it…). The replacement is
+   * classified and judged as if the requester had sent it: a reviewer cannot slip through what
+   * policy denies. Modifying counts as the modifier's approval of the replacement; other
+   * approvals given to the original no longer count. Both texts are audited.
+   */
+  async modify(id: string, reviewer: Principal, text: string, comment?: string): Promise<Review> {
+    if (!this.#recheck) throw new Error("modify needs a recheck function");
+    const row = await this.#store.db.selectFrom("reviews").selectAll().where("id", "=", id).executeTakeFirst();
+    if (!row) throw new GatehouseError("REVIEW_NOT_FOUND", id);
+    const review = await this.get(id);
+    if (!review || review.status !== "pending") throw new GatehouseError("REVIEW_NOT_PENDING", `review ${id} is ${review?.status ?? "gone"}`);
+    const via = this.entitlement(review, reviewer);
+    if (review.operation.parameters !== undefined) {
+      throw new GatehouseError("REVIEW_MODIFY_UNSUPPORTED", "this statement came through the extended protocol with bound parameters; approve or deny it, and let the client send the changed statement");
+    }
+    if (!text.trim()) throw new GatehouseError("API_BAD_REQUEST", "the modified operation is empty");
+    const { operation, decision } = this.#recheck(requesterOf(row), review.connection, text);
+    if (decision.action === "deny") throw new GatehouseError("REVIEW_MODIFY_DENIED", `rule ${decision.rule}${decision.message ? `: ${decision.message}` : ""}`);
+    const vote: ReviewVote = { verdict: "modify", subject: reviewer.subject, displayName: reviewer.displayName, via, at: this.#now() };
+    if (comment) vote.comment = comment;
+    const votes = [vote];
+    const next: ReviewStatus = via === "break-glass" || review.quorum <= 1 ? "approved" : "pending";
+    const cur = await this.#store.db.selectFrom("reviews").select(["version", "status"]).where("id", "=", id).executeTakeFirst();
+    if (!cur || cur.status !== "pending") throw new GatehouseError("REVIEW_NOT_PENDING", `review ${id} changed; retry`);
+    const res = await this.#store.db
+      .updateTable("reviews")
+      .set({ modified_json: JSON.stringify(operation), decisions_json: JSON.stringify(votes), version: cur.version + 1 })
+      .where("id", "=", id)
+      .where("version", "=", cur.version)
+      .executeTakeFirst();
+    if (Number(res.numUpdatedRows) !== 1) throw new GatehouseError("REVIEW_NOT_PENDING", `review ${id} changed while modifying; retry`);
+    await this.#audit.append({
+      type: "review.modified",
+      principal: reviewer,
+      connection: review.connection,
+      sessionId: review.sessionId ?? undefined,
+      decision: next,
+      rule: review.rule,
+      data: { reviewId: id, requester: review.requester.subject, via, comment: comment ?? null, original: review.operation.text, modified: operation.text, modifiedDecision: decision.action, modifiedRule: decision.rule },
+    });
+    const modified: Review = { ...review, modified: operation, votes };
+    this.#emit("review.modified", modified);
+    if (next === "approved") {
+      const done = await this.#transition(modified, "approved", votes);
+      if (done) return done;
+    }
+    return (await this.get(id)) ?? modified;
   }
 
   /** The client went away or the session ended: a pending hold is cancelled. */
@@ -236,6 +343,27 @@ export class ReviewService {
     });
   }
 
+  /**
+   * After a restart: hold-mode reviews whose waiting session is gone can never release anything,
+   * so they are cancelled (not lost); async-mode reviews stay valid. Pending reviews that are
+   * still live get their expiry timers again.
+   */
+  async recover(): Promise<{ cancelled: number; rearmed: number }> {
+    let cancelled = 0;
+    let rearmed = 0;
+    for (const r of await this.list({ status: "pending", limit: 1000 })) {
+      const session = r.sessionId === null ? undefined : await this.#store.db.selectFrom("sessions").select("status").where("id", "=", r.sessionId).executeTakeFirst();
+      if (r.mode === "hold" && session?.status !== "active") {
+        await this.cancel(r.id, "the gateway restarted while the client was waiting");
+        cancelled++;
+      } else {
+        this.#armExpiry(r);
+        rearmed++;
+      }
+    }
+    return { cancelled, rearmed };
+  }
+
   close(): void {
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();
@@ -265,6 +393,10 @@ export class ReviewService {
       .executeTakeFirst();
     if (Number(res.numUpdatedRows) !== 1) return undefined;
     const updated: Review = { ...review, status, votes, decidedAt };
+    if (status === "approved" && !review.modified) {
+      const m = await this.#store.db.selectFrom("reviews").select("modified_json").where("id", "=", review.id).executeTakeFirst();
+      if (m?.modified_json) updated.modified = JSON.parse(m.modified_json) as Operation;
+    }
     if (status === "expired") {
       await this.#audit.append({ type: "review.expired", connection: review.connection, sessionId: review.sessionId ?? undefined, data: { reviewId: review.id } }).catch(() => {});
     }
@@ -273,6 +405,8 @@ export class ReviewService {
       if (t) clearTimeout(t);
       this.#timers.delete(review.id);
       this.#events.emit(review.id, updated);
+      this.#publish?.(review.id);
+      this.#emit(`review.${status}` as ReviewEventType, updated);
     }
     return updated;
   }

@@ -54,6 +54,16 @@ export interface ReviewsTable {
   decisions_json: string;
   used_at: number | null;
   version: Generated<number>;
+  notify_json: Generated<string>;
+  modified_json: string | null;
+}
+
+export interface GatewaysTable {
+  id: string;
+  started_at: number;
+  heartbeat_at: number;
+  version: string;
+  stopped_at: number | null;
 }
 
 export interface MetaTable {
@@ -66,4 +76,5 @@ export interface Database {
   audit_events: AuditEventsTable;
   reviews: ReviewsTable;
   gatehouse_meta: MetaTable;
+  gateways: GatewaysTable;
 }
