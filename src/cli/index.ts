@@ -11,6 +11,7 @@ import * as policyCheck from "./policy/check.ts";
 import * as reviewsApprove from "./reviews/approve.ts";
 import * as reviewsDeny from "./reviews/deny.ts";
 import * as reviewsList from "./reviews/list.ts";
+import * as reviewsModify from "./reviews/modify.ts";
 import * as reviewsShow from "./reviews/show.ts";
 
 export function buildProgram(): Command {
@@ -22,7 +23,7 @@ export function buildProgram(): Command {
   configSchema.register(config);
   policyCheck.register(program.command("policy").description("dry-run policy decisions"));
   const reviews = program.command("reviews").description("decide held operations (uses --api/GATEHOUSE_API and your own --token/GATEHOUSE_TOKEN)");
-  for (const c of [reviewsList, reviewsShow, reviewsApprove, reviewsDeny]) c.register(reviews);
+  for (const c of [reviewsList, reviewsShow, reviewsApprove, reviewsDeny, reviewsModify]) c.register(reviews);
   devToken.register(program.command("dev").description("development helpers (tokens from the local dev issuer)"));
   return program;
 }

@@ -25,7 +25,8 @@ export interface GateSession {
 }
 
 export type Verdict =
-  | { forward: true; decision: Decision; review?: Review }
+  /** `replacement`: a reviewer modified the operation; forward this one instead. */
+  | { forward: true; decision: Decision; review?: Review; replacement?: Operation }
   | { forward: false; decision: Decision; error: GatehouseError; review?: Review };
 
 export interface JudgeHooks {
@@ -118,7 +119,7 @@ export class Gate {
       const spent = await reviews.consumeApproved(bindingHash(s.connection.name, s.principal.subject, op));
       if (spent) {
         await this.#d.audit.append({ type: "review.used", principal: s.principal, connection: s.connection.name, sessionId: s.id, decision: "allow", rule: decision.rule, data: { reviewId: spent.id } });
-        return { forward: true, decision, review: spent };
+        return spent.modified ? { forward: true, decision, review: spent, replacement: spent.modified } : { forward: true, decision, review: spent };
       }
       const review = await reviews.create({ principal: s.principal, connection: s.connection, operation: op, decision, sessionId: s.id });
       if (decision.review?.mode === "async") {
@@ -133,8 +134,8 @@ export class Gate {
         return { forward: false, decision, review, error: new GatehouseError("REVIEW_CANCELLED", `review ${review.id}`) };
       }
       if (outcome.status === "approved" && (await reviews.markUsed(outcome))) {
-        await this.#d.audit.append({ type: "review.used", principal: s.principal, connection: s.connection.name, sessionId: s.id, decision: "allow", rule: decision.rule, data: { reviewId: review.id } });
-        return { forward: true, decision, review: outcome };
+        await this.#d.audit.append({ type: "review.used", principal: s.principal, connection: s.connection.name, sessionId: s.id, decision: "allow", rule: decision.rule, data: { reviewId: review.id, ran: (outcome.modified ?? op).text } });
+        return outcome.modified ? { forward: true, decision, review: outcome, replacement: outcome.modified } : { forward: true, decision, review: outcome };
       }
       return { forward: false, decision, review: outcome, error: reviewError(outcome) };
     } catch (e) {
