@@ -5,7 +5,7 @@
 // Never: pass the client's startup `options`/`replication` through (they could set a role or
 // open a replication session past the gate), or put a credential in an error message.
 
-import { connect as netConnect, type Socket } from "node:net";
+import { isIP, connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import type { PostgresTarget } from "../domain/connection.ts";
 import { BackendFramer, BackendType, type BackendFrame, frontendWriter, md5Password, parseAuthentication, parseBackendKeyData, parseNoticeFields, parseParameterStatus, ScramSha256Client, SCRAM_SHA_256 } from "../protocols/postgres/codec/index.ts";
@@ -94,7 +94,10 @@ async function negotiateTls(s: Socket, target: PostgresTarget, ca: string | unde
   }
   const verify = target.tls === "verify-full";
   return new Promise((resolve, reject) => {
-    const t = tlsConnect({ socket: s, servername: verify ? target.host : undefined, rejectUnauthorized: verify, ca: verify ? ca : undefined }, () => {
+    // SNI must not carry an IP address (RFC 6066: Node warns, DEP0123, and will ignore it); the
+    // certificate is still checked against `host`, IP addresses included (subjectAltName IP).
+    // (Found by test/postgres-target-auth.test.ts: verify-full to 127.0.0.1 printed DEP0123.)
+    const t = tlsConnect({ socket: s, host: target.host, servername: verify && !isIP(target.host) ? target.host : undefined, rejectUnauthorized: verify, ca: verify ? ca : undefined }, () => {
       t.removeAllListeners("error");
       resolve(t);
     });

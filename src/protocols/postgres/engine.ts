@@ -18,7 +18,7 @@ import type { Verifier } from "../../api/auth.ts";
 import type { AuditLog } from "../../audit/log.ts";
 import type { Connection } from "../../domain/connection.ts";
 import { GatehouseError } from "../../domain/errors.ts";
-import type { Operation } from "../../domain/operation.ts";
+import type { Operation, SqlStatement } from "../../domain/operation.ts";
 import type { Principal } from "../../domain/principal.ts";
 import type { Gate, GateSession } from "../../gate/gate.ts";
 import type { OpenSession, SessionLog } from "../../gate/sessions.ts";
@@ -113,8 +113,12 @@ export class PostgresListener {
 
   async close(): Promise<void> {
     const server = this.#server;
-    if (server) await new Promise<void>((r) => server.close(() => r()));
+    // Stop accepting at once, but end the live sessions before waiting for the server's close
+    // callback: it fires only when every connection is gone, so awaiting it first never returned
+    // while a client was connected. (Found by test/postgres-errors.test.ts.)
+    const stopped = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
     await Promise.all([...this.#live].map((s) => s.shutdown("the gateway is shutting down")));
+    await stopped;
   }
 }
 
@@ -132,7 +136,15 @@ class PgSession {
   #session: OpenSession | undefined;
   #gateSession: GateSession | undefined;
   readonly #stream = new ServerStream();
-  readonly #prepared = new PreparedStatementRegistry();
+  /**
+   * Named protocol-level statements (extended-protocol Parse) forwarded to the target, by what
+   * they run. PostgreSQL keeps them in one namespace with SQL PREPARE, so `EXECUTE name` in a
+   * Query can run them: the registry must judge that EXECUTE by this body, not as "unknown"
+   * (which a connection whose default is allow would let through without the review the body
+   * needs). (Found by test/postgres-statements.test.ts.)
+   */
+  readonly #protocolStatements = new Map<string, SqlStatement>();
+  readonly #prepared = new PreparedStatementRegistry({ fallback: (name) => this.#protocolStatements.get(name) });
   /** Protocol-level prepared statements that need a review per execution (judged at Bind). */
   readonly #gated = new Map<string, { text: string; sql: SessionDescription }>();
   #inbox: FrontendMessage[] = [];
@@ -141,7 +153,10 @@ class PgSession {
   #toTarget: Buffer[] = [];
   /** Query cycles sent to the target (each answered by one ReadyForQuery). */
   #cycles = 0;
+  /** An Execute was forwarded and no Sync has followed yet (it may be running, e.g. under Flush). */
+  #unsynced = false;
   #closed = false;
+  #cancelSent = false;
   #endReason = "client disconnected";
   readonly #abort = new AbortController();
   #cancelKey: string | undefined;
@@ -438,15 +453,22 @@ class PgSession {
       case "Bind":
         return this.#onBind(m);
       case "Close":
-        if (m.kind === "S") this.#gated.delete(m.name);
+        if (m.kind === "S") {
+          this.#gated.delete(m.name);
+          this.#protocolStatements.delete(m.name);
+        }
         this.#send(m.raw);
         return undefined;
       case "Sync":
         this.#cycles++;
+        this.#unsynced = false;
+        this.#send(m.raw);
+        return undefined;
+      case "Execute":
+        this.#unsynced = true;
         this.#send(m.raw);
         return undefined;
       case "Describe":
-      case "Execute":
       case "Flush":
       case "CopyData":
       case "CopyDone":
@@ -486,13 +508,46 @@ class PgSession {
 
   async #onQuery(text: string, raw: Buffer): Promise<void> {
     const sql = describeInSession(text, this.#prepared);
+    const clash = this.#reusedGatedName(sql);
+    if (clash) return this.#refuseQuery(clash);
     const v = await this.#judge({ protocol: "postgres", text, sql });
     if (v.forward) {
-      commitInSession(sql, this.#prepared);
+      this.#commit(sql);
       this.#cycles++;
       this.#send(raw);
     } else {
       this.#refuseQuery(v.error);
+    }
+  }
+
+  /**
+   * A named statement that needs a review per execution (#gated) may still exist on the server,
+   * and PostgreSQL answers a Parse or SQL PREPARE of an existing name with an error and keeps the
+   * old statement. Taking the new text as that name's meaning would let a later Bind or EXECUTE
+   * run the held statement judged as the harmless new one (Parse "pd" = DELETE; Parse "pd" =
+   * SELECT 1; Bind "pd" ran the DELETE unreviewed). Such a reuse is refused until the client
+   * Closes or DEALLOCATEs the name. (Found by test/postgres-statements.test.ts.)
+   */
+  #reusedGatedName(sql: SessionDescription, parseName = ""): GatehouseError | undefined {
+    const names = sql.preparedEffects.flatMap((e) => (e.op === "prepare" ? [e.name] : []));
+    if (parseName !== "") names.push(parseName);
+    const reused = names.find((n) => this.#gated.has(n));
+    if (reused === undefined) return undefined;
+    return new GatehouseError("PG_UNSUPPORTED", `prepared statement "${reused}" already exists in this session and needs a review per execution; Close it (or DEALLOCATE ${reused}) before preparing another statement under that name`);
+  }
+
+  /** After a verdict to forward: record what the text does to the session's prepared statements. */
+  #commit(sql: SessionDescription): void {
+    commitInSession(sql, this.#prepared);
+    // DEALLOCATE and DISCARD ALL also drop protocol-level statements (one namespace).
+    for (const e of sql.preparedEffects) {
+      if (e.op === "deallocate") {
+        this.#gated.delete(e.name);
+        this.#protocolStatements.delete(e.name);
+      } else if (e.op === "deallocate-all") {
+        this.#gated.clear();
+        this.#protocolStatements.clear();
+      }
     }
   }
 
@@ -514,17 +569,32 @@ class PgSession {
   async #onParse(name: string, text: string, raw: Buffer): Promise<void> {
     const sql = describeInSession(text, this.#prepared);
     const op: Operation = { protocol: "postgres", text, sql };
+    const clash = this.#reusedGatedName(sql, name);
+    if (clash) return this.#refuseExtended(clash);
     this.#gated.delete(name);
+    this.#protocolStatements.delete(name);
+    const remember = () => {
+      if (name !== "" && sql.statements.length === 1) this.#protocolStatements.set(name, sql.statements[0]!);
+    };
     // A statement that needs review is judged when its parameters are bound (the approval covers
     // text + values). Parsing it on the server runs nothing.
-    if (this.#d.gate.preview(this.#gateSession!, op).action === "review") {
+    // Only a text the server can turn into a prepared statement is deferred like that: one
+    // statement that parsed. Unparseable text or several statements make the server fail the
+    // Parse and skip the Bind, yet the deferred Bind would still open a review — and in hold mode
+    // wedge the session behind it — for something that can never run, after unparseable text had
+    // already reached the target without a verdict. Those are judged here, like a simple Query.
+    // (Found by test/postgres-statements.test.ts: extended `SELEC * FROM t` answered 42601.)
+    const deferToBind = sql.parseError === undefined && sql.statements.length === 1;
+    if (deferToBind && this.#d.gate.preview(this.#gateSession!, op).action === "review") {
       this.#gated.set(name, { text, sql });
+      remember();
       this.#send(raw);
       return;
     }
     const v = await this.#judge(op);
     if (v.forward) {
-      commitInSession(sql, this.#prepared);
+      this.#commit(sql);
+      remember();
       this.#send(raw);
     } else {
       this.#refuseExtended(v.error);
@@ -540,7 +610,7 @@ class PgSession {
     return (async () => {
       const v = await this.#judge({ protocol: "postgres", text: gated.text, parameters: bindParameters(m), sql: gated.sql });
       if (v.forward) {
-        commitInSession(gated.sql, this.#prepared);
+        this.#commit(gated.sql);
         this.#send(m.raw);
       } else {
         this.#refuseExtended(v.error);
@@ -567,8 +637,29 @@ class PgSession {
     this.#closed = true;
     const t = this.#target?.socket;
     if (t && !t.destroyed) {
+      // A statement still running on the server would run to its end after the client is gone:
+      // a backend notices a closed socket only when it next writes, and reads our Terminate only
+      // when it next waits for a command. Cancel it, as the client itself could have.
+      // (Found by test/postgres-errors.test.ts: a client killed during a long query left its
+      // target backend `active` until the query finished.)
+      if (this.#stream.readyCount < this.#cycles || this.#unsynced) this.#cancelInFlight();
       if (t.writable) t.end(frontendWriter.terminate());
       setTimeout(() => t.destroy(), 1000).unref();
+    }
+  }
+
+  #cancelInFlight(): void {
+    const target = this.#target;
+    const connection = this.#gateSession?.connection;
+    if (!target || !connection || this.#cancelSent) return;
+    this.#cancelSent = true;
+    try {
+      this.#d.agents
+        .for(connection)
+        .cancelPostgres(connection, target.backendKey)
+        .catch((e) => this.#d.logger.warn({ connection: connection.name, err: (e as Error).message }, "cannot cancel the statement of a closed session"));
+    } catch (e) {
+      this.#d.logger.warn({ connection: connection.name, err: (e as Error).message }, "cannot cancel the statement of a closed session");
     }
   }
 
