@@ -3,7 +3,7 @@
 // transactions with an error inside), pgbench in all three query modes, and node-postgres
 // (parameters, named prepared statements, transactions, a pool under concurrency, binary-ish
 // types, a large result, LISTEN/NOTIFY). Results are compared with a direct connection to the
-// same database. One known gap is kept as a `todo` test: psql's `\d TABLE`.
+// same database.
 
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
@@ -45,7 +45,7 @@ describe("psql", () => {
     assert.match(r.stdout, /You are connected to database "pg-test" as user "agent"/);
   });
 
-  test("\\d TABLE describes the table", { timeout: 20_000, todo: "psql's \\d runs pg_get_statisticsobjdef_columns() and pg_relation_is_publishable(), which the classifier does not know: kind unknown, so DEFAULT_POLICIES deny it" }, async () => {
+  test("\\d TABLE describes the table", { timeout: 20_000 }, async () => {
     const r = await psql(t, token, ["-c", "\\d items"]);
     assert.equal(r.stderr, "");
     assert.equal(r.code, 0);

@@ -37,7 +37,7 @@ export function demoConfigInput(target?: DemoTargetAddress): ConfigInput {
       : [],
     policies: [
       { name: "agents-read", description: "AI agents may read", principals: { groups: ["ai-agents"] }, operations: { kinds: ["read", "transaction", "session"] }, decision: "allow" },
-      { name: "agents-write", description: "AI agents may change data with a WHERE clause", principals: { groups: ["ai-agents"] }, operations: { kinds: ["write"] }, decision: "allow" },
+      { name: "agents-write", description: "AI agents may change data with a WHERE clause", principals: { groups: ["ai-agents"] }, operations: { kinds: ["read", "write", "transaction"] }, decision: "allow" },
       { name: "schema-changes", description: "schema and permission changes wait for a DBA", operations: { kinds: ["ddl", "dcl"] }, decision: "review", message: "schema and permission changes need a DBA's approval", review: { approvers: ["dba"] } },
       { name: "destructive", description: "unbounded deletes and updates, truncates", operations: { flags: ["delete-without-where", "update-without-where", "truncate"] }, decision: "review", message: "statements that touch every row need approval", review: { approvers: ["dba"] } },
       { name: "no-drop-database", operations: { flags: ["drop-database"] }, decision: "deny", message: "dropping a database is never allowed through Gatehouse" },

@@ -206,7 +206,7 @@ const ROWS: readonly Row[] = [
   // functions we cannot see into
   ["SELECT my_func()", "unknown", ["unknown", "read"], ["function-call"], []],
   ["SELECT public.lower('A')", "unknown", ["unknown", "read"], ["function-call"], []],
-  ["SELECT pg_sleep(10)", "unknown", ["unknown", "read"], ["function-call"], []],
+  ["SELECT pg_sleep(10)", "read", ["read"], [], []],
   ["SELECT dblink_exec('host=x', 'DROP TABLE t')", "unknown", ["unknown", "read"], ["function-call", "dynamic-sql"], []],
   ["SELECT * FROM dblink('x', 'select 1') AS r(a int)", "unknown", ["unknown", "read"], ["function-call", "dynamic-sql"], []],
   ["SELECT query_to_xml('select * from secrets', true, true, '')", "unknown", ["unknown", "read"], ["function-call", "dynamic-sql"], []],
@@ -218,7 +218,7 @@ const ROWS: readonly Row[] = [
   ["DO $$ BEGIN DELETE FROM t; END $$", "procedural", ["procedural", "write"], ["delete-without-where", "do-block"], ["t"]],
   ["DO $$ BEGIN EXECUTE format('DROP TABLE %I', 'x'); END $$", "procedural", ["procedural", "read"], ["do-block", "dynamic-sql"], []],
   [
-    "DO $$ DECLARE n int; BEGIN n := (SELECT count(*) FROM a); PERFORM pg_sleep(1); COMMIT; END $$",
+    "DO $$ DECLARE n int; BEGIN n := (SELECT count(*) FROM a); PERFORM my_func(1); COMMIT; END $$",
     "procedural",
     ["procedural", "unknown", "transaction", "read"],
     ["do-block", "function-call"],

@@ -80,6 +80,18 @@ export const PURE_BUILTIN_FUNCTIONS: ReadonlySet<string> = new Set([
   "pg_get_function_identity_arguments", "pg_get_indexdef", "pg_get_constraintdef",
   "pg_get_triggerdef", "pg_get_ruledef", "pg_get_expr", "pg_get_userbyid",
   "pg_get_serial_sequence", "pg_get_keywords", "pg_get_partkeydef", "pg_get_statisticsobjdef",
+  // what psql's \d family and common IDEs call (catalog reads only)
+  "pg_get_statisticsobjdef_columns", "pg_get_statisticsobjdef_expressions", "pg_relation_is_publishable",
+  "pg_get_partition_constraintdef", "pg_get_function_sqlbody", "pg_get_publication_tables",
+  "pg_operator_is_visible", "pg_opclass_is_visible", "pg_opfamily_is_visible", "pg_collation_is_visible",
+  "pg_conversion_is_visible", "pg_ts_parser_is_visible", "pg_ts_dict_is_visible", "pg_ts_template_is_visible",
+  "pg_ts_config_is_visible", "pg_statistics_obj_is_visible", "pg_relation_is_updatable", "pg_column_is_updatable",
+  "pg_get_object_address", "pg_identify_object", "pg_identify_object_as_address", "pg_describe_object",
+  "pg_tablespace_location", "pg_options_to_table", "pg_index_column_has_property", "pg_index_has_property",
+  "pg_indexam_has_property", "pg_get_replica_identity_index", "pg_partition_tree", "pg_partition_root",
+  "pg_partition_ancestors",
+  // waiting does not change data; statement_timeout and cancel bound it
+  "pg_sleep", "pg_sleep_for",
   "pg_table_is_visible", "pg_type_is_visible", "pg_function_is_visible",
   "pg_relation_size", "pg_total_relation_size", "pg_table_size", "pg_indexes_size",
   "pg_database_size", "pg_tablespace_size", "pg_size_pretty", "pg_size_bytes",
