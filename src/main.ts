@@ -10,6 +10,7 @@ import { buildApi } from "./api/server.ts";
 import { AuditLog } from "./audit/log.ts";
 import { connectionsOf } from "./config/connections.ts";
 import type { Config } from "./config/schema.ts";
+import { configWarnings } from "./config/warnings.ts";
 import { GatehouseError } from "./domain/errors.ts";
 import { describeOperation } from "./gate/describe.ts";
 import { Gate } from "./gate/gate.ts";
@@ -26,7 +27,7 @@ import { GatewayRegistry } from "./gate/gateways.ts";
 import { NotificationDispatcher } from "./reviews/notify.ts";
 import { linkReviewsAcrossReplicas } from "./reviews/pg-notify.ts";
 import { ReviewService } from "./reviews/service.ts";
-import { openStore } from "./store/store.ts";
+import { openStore, type Store } from "./store/store.ts";
 import { VERSION } from "./version.ts";
 
 export interface GatewayOptions {
@@ -42,6 +43,8 @@ export interface Gateway {
   postgres?: AddressInfo;
   reviews: ReviewService;
   notifier: NotificationDispatcher;
+  store: Store;
+  audit: AuditLog;
   close(): Promise<void>;
 }
 
@@ -49,6 +52,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
   const logger = opts.logger ?? createLogger(config.logging.level);
   const id = opts.gatewayId ?? randomUUID();
   const metrics = createGatewayMetrics();
+  for (const w of configWarnings(config)) logger.warn({ warning: w }, "configuration warning");
   const verifier = new TokenVerifier(config.identity);
   await initClassifier();
   const store = await openStore(config.store.url, { poolSize: config.store.poolSize });
@@ -113,6 +117,8 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       api,
       reviews,
       notifier,
+      store,
+      audit,
       async close() {
         if (closed) return;
         closed = true;

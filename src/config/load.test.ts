@@ -103,3 +103,20 @@ describe("config loading", () => {
     assert.equal(formatPath(["a", 0, "b"]), "a[0].b");
   });
 });
+
+import { configWarnings } from "./warnings.ts";
+
+test("warnings: reviews nobody can approve, literal passwords, open allow rules", () => {
+  const cfg = parseConfig({
+    identity: { devIssuer: { enabled: true } },
+    connections: [{ name: "a", protocol: "postgres", postgres: { host: "h", database: "d", user: "u", password: "hunter2" } }],
+    policies: [{ name: "all", decision: "allow" }],
+  });
+  const w = configWarnings(cfg).join("\n");
+  assert.match(w, /connections\[0\] \(a\): reviews can be opened \(unparseable statements\) but no approver group/);
+  assert.match(w, /password is a literal/);
+  assert.match(w, /policies\[0\] \(all\) allows for every principal/);
+  assert.match(w, /devIssuer/);
+  assert.ok(!w.includes("hunter2"));
+  assert.deepEqual(configWarnings(parseConfig({ identity: { issuers: [{ issuer: "https://login.microsoftonline.com/t/v2.0", audiences: ["a"] }] } })), []);
+});

@@ -2,6 +2,7 @@
 
 import type { Command } from "commander";
 import { loadConfigFile } from "../../config/load.ts";
+import { configWarnings } from "../../config/warnings.ts";
 import { action } from "../output.ts";
 
 export function register(config: Command): void {
@@ -17,6 +18,7 @@ export function register(config: Command): void {
           process.stdout.write(`${JSON.stringify(maskSecrets(cfg), null, 2)}\n`);
           return;
         }
+        for (const w of configWarnings(cfg)) process.stderr.write(`warning: ${w}\n`);
         process.stdout.write(
           `${file}: ok — ${cfg.identity.issuers.length} issuer(s)${cfg.identity.devIssuer.enabled ? " + dev issuer (development only)" : ""}, ` +
             `${cfg.connections.length} connection(s), ${cfg.policies.length} rule(s), store ${cfg.store.url.split(":")[0]}\n`,

@@ -60,17 +60,7 @@ function isLoopback(addr: string | undefined): boolean {
 const keyOf = (processId: number, secret: Buffer) => `${processId}:${secret.toString("hex")}`;
 
 /** A Parse that cannot succeed, naming the marker token in its syntax error. */
-function markerParse(marker: string): Buffer {
-  const q = Buffer.from(marker, "utf8");
-  const b = Buffer.alloc(1 + 4 + 1 + q.length + 1 + 2);
-  let o = b.writeUInt8(0x50, 0);
-  o = b.writeInt32BE(b.length - 1, o);
-  o = b.writeUInt8(0, o);
-  o += q.copy(b, o);
-  o = b.writeUInt8(0, o);
-  b.writeInt16BE(0, o);
-  return b;
-}
+const markerParse = (marker: string) => frontendWriter.parse("", marker);
 
 function bindParameters(m: BindMessage): (string | null)[] {
   return m.params.map((p, i) => (p === null ? null : bindParamFormat(m, i) === 1 ? `\u0000\\x${p.toString("hex")}` : p.toString("utf8")));
@@ -449,7 +439,7 @@ class PgSession {
       case "Query":
         return this.#onQuery(m.query, m.raw);
       case "Parse":
-        return this.#onParse(m.name, m.query, m.raw);
+        return this.#onParse(m.name, m.query, m.paramTypes, m.raw);
       case "Bind":
         return this.#onBind(m);
       case "Close":
@@ -511,13 +501,22 @@ class PgSession {
     const clash = this.#reusedGatedName(sql);
     if (clash) return this.#refuseQuery(clash);
     const v = await this.#judge({ protocol: "postgres", text, sql });
-    if (v.forward) {
-      this.#commit(sql);
-      this.#cycles++;
-      this.#send(raw);
-    } else {
-      this.#refuseQuery(v.error);
+    if (!v.forward) return this.#refuseQuery(v.error);
+    this.#cycles++;
+    if (v.replacement) {
+      // A reviewer rewrote the statement: the client is told, and the replacement runs instead.
+      this.#tellReplaced(v.replacement.text);
+      this.#commit(describeInSession(v.replacement.text, this.#prepared));
+      this.#send(frontendWriter.query(v.replacement.text));
+      return;
     }
+    this.#commit(sql);
+    this.#send(raw);
+  }
+
+  #tellReplaced(text: string): void {
+    const n = noticeFrame("Gatehouse: a reviewer modified this statement; the modified statement runs instead", text.length > 2000 ? `${text.slice(0, 2000)}…` : text);
+    for (const f of this.#stream.inject(n)) this.#client.write(f);
   }
 
   /**
@@ -566,7 +565,7 @@ class PgSession {
     this.#send(markerParse(marker));
   }
 
-  async #onParse(name: string, text: string, raw: Buffer): Promise<void> {
+  async #onParse(name: string, text: string, paramTypes: number[], raw: Buffer): Promise<void> {
     const sql = describeInSession(text, this.#prepared);
     const op: Operation = { protocol: "postgres", text, sql };
     const clash = this.#reusedGatedName(sql, name);
@@ -592,13 +591,16 @@ class PgSession {
       return;
     }
     const v = await this.#judge(op);
-    if (v.forward) {
-      this.#commit(sql);
-      remember();
-      this.#send(raw);
-    } else {
-      this.#refuseExtended(v.error);
+    if (!v.forward) return this.#refuseExtended(v.error);
+    if (v.replacement) {
+      this.#tellReplaced(v.replacement.text);
+      this.#commit(describeInSession(v.replacement.text, this.#prepared));
+      this.#send(frontendWriter.parse(name, v.replacement.text, paramTypes));
+      return;
     }
+    this.#commit(sql);
+    remember();
+    this.#send(raw);
   }
 
   #onBind(m: BindMessage): Promise<void> | undefined {

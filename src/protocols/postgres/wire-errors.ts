@@ -3,6 +3,7 @@
 
 import { GatehouseError } from "../../domain/errors.ts";
 import { TargetError } from "../../agent/postgres.ts";
+import { SecretResolutionError } from "../../agent/secrets.ts";
 import { backend } from "./codec/index.ts";
 
 export function errorFrame(e: GatehouseError, severity: "ERROR" | "FATAL" = "ERROR"): Buffer {
@@ -20,5 +21,7 @@ export function noticeFrame(message: string, detail?: string, hint?: string): Bu
 export function toGatehouseError(e: unknown): GatehouseError {
   if (e instanceof GatehouseError) return e;
   if (e instanceof TargetError) return new GatehouseError("PG_TARGET_UNAVAILABLE", e.message);
+  // Names the reference (env:NAME), never a value.
+  if (e instanceof SecretResolutionError) return new GatehouseError("PG_TARGET_UNAVAILABLE", `the agent ${e.message}`);
   return new GatehouseError("PG_TARGET_UNAVAILABLE", "internal error while opening the session (see the gateway log)");
 }

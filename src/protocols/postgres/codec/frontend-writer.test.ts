@@ -115,3 +115,14 @@ describe("round trip: frontend writers → FrontendDecoder", () => {
     );
   });
 });
+
+test("parse(): byte-identical to pg-protocol's serializer, and read back by the decoder", () => {
+  const frame = fw.parse("s1", "SELECT $1::int", [23, 0]);
+  assert.deepEqual(frame, serialize.parse({ name: "s1", text: "SELECT $1::int", types: [23, 0] }));
+  const d = new FrontendDecoder();
+  d.push(fw.startupMessage({ user: "u" }));
+  const [m] = d.push(frame);
+  assert.equal(m?.type, "Parse");
+  if (m?.type === "Parse") assert.deepEqual([m.name, m.query, m.paramTypes], ["s1", "SELECT $1::int", [23, 0]]);
+  assert.throws(() => fw.parse("a\u0000b", "x"), ProtocolError);
+});

@@ -6,7 +6,7 @@
 // PG_WRITE_INVALID.
 
 import { CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, MAX_STARTUP_PACKET_LENGTH, PROTOCOL_3_0, SSL_REQUEST_CODE } from "./frontend.ts";
-import { writeInvalid, checkInt, cstrLen, Out } from "./wire.ts";
+import { writeInvalid, checkInt, checkInt16Count, cstrLen, Out } from "./wire.ts";
 
 export interface StartupMessageOptions {
   /** major << 16 | minor; default 3.0 (196608). Use PROTOCOL_3_2 for 3.2. */
@@ -78,6 +78,19 @@ export function saslResponse(data: Buffer | string): Buffer {
 /** Simple-protocol Query. */
 export function query(sql: string): Buffer {
   return Out.typed(0x51, cstrLen(sql, "query")).cstr(sql).done();
+}
+
+/**
+ * Extended-protocol Parse. The gateway sends its own Parse only in place of a client's: a
+ * reviewer's replacement text, or a marker that must fail (see server-stream.ts).
+ */
+export function parse(name: string, sql: string, paramTypes: readonly number[] = []): Buffer {
+  checkInt16Count(paramTypes.length, "Parse parameter types");
+  for (const t of paramTypes) checkInt(t, 0, 0xffffffff, "parameter type oid");
+  const len = cstrLen(name, "statement name") + cstrLen(sql, "query") + 2 + 4 * paramTypes.length;
+  const out = Out.typed(0x50, len).cstr(name).cstr(sql).i16(paramTypes.length);
+  for (const t of paramTypes) out.u32(t);
+  return out.done();
 }
 
 export function sync(): Buffer {
