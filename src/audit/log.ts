@@ -105,39 +105,69 @@ export class AuditLog {
     });
   }
 
+  /** Chain a batch onto the current head. */
+  #link(batch: Pending[], head: { seq: number; hash: string } | undefined): AuditRecord[] {
+    let seq = head ? Number(head.seq) : 0;
+    let prev = head?.hash ?? GENESIS_HASH;
+    return batch.map((p) => {
+      seq += 1;
+      const e = p.input;
+      const row: Omit<AuditRecord, "hash"> = {
+        seq,
+        id: randomUUID(),
+        at: p.at,
+        type: e.type,
+        principal_subject: e.principal?.subject ?? null,
+        principal_name: e.principal?.displayName ?? null,
+        connection: e.connection ?? null,
+        session_id: e.sessionId ?? null,
+        decision: e.decision ?? null,
+        rule: e.rule ?? null,
+        data: canonicalJson(e.data ?? {}),
+        prev_hash: prev,
+      };
+      const full = { ...row, hash: hashEvent(row) };
+      prev = full.hash;
+      return full;
+    });
+  }
+
+  /**
+   * SQLite: one synchronous transaction with prepared statements (better-sqlite3), skipping
+   * Kysely's per-query compile and async hops — this is the per-statement hot path.
+   */
+  #sqliteWriter(db: NonNullable<Store["sqlite"]>): (batch: Pending[]) => AuditRecord[] {
+    const head = db.prepare("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1");
+    const insert = db.prepare(
+      "INSERT INTO audit_events (seq, id, at, type, principal_subject, principal_name, connection, session_id, decision, rule, data, prev_hash, hash) VALUES (@seq, @id, @at, @type, @principal_subject, @principal_name, @connection, @session_id, @decision, @rule, @data, @prev_hash, @hash)",
+    );
+    return db.transaction((batch: Pending[]) => {
+      const rows = this.#link(batch, head.get() as { seq: number; hash: string } | undefined);
+      for (const r of rows) insert.run(r);
+      return rows;
+    });
+  }
+
+  #sqliteWrite: ((batch: Pending[]) => AuditRecord[]) | undefined;
+
   async #flush(): Promise<void> {
     const batch = this.#queue.splice(0, 500);
     if (!batch.length) return;
     try {
-      const records = await this.#store.db.transaction().execute(async (trx) => {
-        if (this.#store.kind === "postgres") await sql`select pg_advisory_xact_lock(${CHAIN_LOCK_KEY})`.execute(trx);
-        const head = await trx.selectFrom("audit_events").select(["seq", "hash"]).orderBy("seq", "desc").limit(1).executeTakeFirst();
-        let seq = head ? Number(head.seq) : 0;
-        let prev = head?.hash ?? GENESIS_HASH;
-        const rows: AuditRecord[] = batch.map((p) => {
-          seq += 1;
-          const e = p.input;
-          const row: Omit<AuditRecord, "hash"> = {
-            seq,
-            id: randomUUID(),
-            at: p.at,
-            type: e.type,
-            principal_subject: e.principal?.subject ?? null,
-            principal_name: e.principal?.displayName ?? null,
-            connection: e.connection ?? null,
-            session_id: e.sessionId ?? null,
-            decision: e.decision ?? null,
-            rule: e.rule ?? null,
-            data: canonicalJson(e.data ?? {}),
-            prev_hash: prev,
-          };
-          const full = { ...row, hash: hashEvent(row) };
-          prev = full.hash;
-          return full;
-        });
-        await trx.insertInto("audit_events").values(rows).execute();
-        return rows;
-      });
+      const sqlite = this.#store.sqlite;
+      if (sqlite && !this.#sqliteWrite) this.#sqliteWrite = this.#sqliteWriter(sqlite);
+      // Inside a transaction someone else opened on the shared handle, better-sqlite3 would nest
+      // ours as a savepoint that could roll back with theirs: then take Kysely's path, which waits.
+      const records =
+        this.#sqliteWrite && !sqlite?.inTransaction
+          ? this.#sqliteWrite(batch)
+          : await this.#store.db.transaction().execute(async (trx) => {
+              if (this.#store.kind === "postgres") await sql`select pg_advisory_xact_lock(${CHAIN_LOCK_KEY})`.execute(trx);
+              const head = await trx.selectFrom("audit_events").select(["seq", "hash"]).orderBy("seq", "desc").limit(1).executeTakeFirst();
+              const rows = this.#link(batch, head);
+              await trx.insertInto("audit_events").values(rows).execute();
+              return rows;
+            });
       for (const [i, p] of batch.entries()) p.resolve(records[i]!);
       this.onCommitted?.(records);
     } catch (e) {

@@ -90,7 +90,10 @@ export class Gate {
     const decision = this.#d.policy.decide({ principal: s.principal, connection: s.connection, operation: op });
     const labels = { connection: s.connection.name, decision: decision.action, rule: decision.rule };
     this.#d.metrics.decisions.inc(labels);
-    this.#d.logger.info({ event: "decision", session: s.id, principal: s.principal.subject, connection: s.connection.name, decision: decision.action, rule: decision.rule, kinds: op.sql?.statements.map((x) => x.kind), statementIndex: decision.statementIndex }, "decision");
+    // Built only when it will be written: at info this line is the gate's most expensive step.
+    if (this.#d.logger.isLevelEnabled("info")) {
+      this.#d.logger.info({ event: "decision", session: s.id, principal: s.principal.subject, connection: s.connection.name, decision: decision.action, rule: decision.rule, kinds: op.sql?.statements.map((x) => x.kind), statementIndex: decision.statementIndex }, "decision");
+    }
 
     try {
       await this.#d.audit.append({ type: "operation.decided", principal: s.principal, connection: s.connection.name, sessionId: s.id, decision: decision.action, rule: decision.rule, data: auditOperation(op) });

@@ -5,7 +5,9 @@
 // Never: swallow a write error. Callers on the data path must see failures to fail closed.
 
 import { mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
 import { dirname, resolve } from "node:path";
+import { Worker } from "node:worker_threads";
 import BetterSqlite3 from "better-sqlite3";
 import { Kysely, type Migration, type MigrationProvider, Migrator, PostgresDialect, SqliteDialect, sql } from "kysely";
 import pg from "pg";
@@ -29,6 +31,8 @@ export interface Store {
   readonly db: Kysely<Database>;
   /** A description safe to log (no password). */
   readonly description: string;
+  /** The better-sqlite3 handle of a SQLite store, for hot paths that bypass Kysely (audit appends). */
+  readonly sqlite?: BetterSqlite3.Database;
   migrate(): Promise<string[]>;
   /** True when the store answers a trivial query. */
   ping(): Promise<boolean>;
@@ -46,7 +50,32 @@ export function redactUrl(url: string): string {
   }
 }
 
-function sqliteDialect(path: string): { dialect: SqliteDialect; description: string } {
+/**
+ * Checkpoint the WAL on a worker thread's own connection every 100 ms instead of inside whichever
+ * commit crosses SQLite's auto-checkpoint threshold — that checkpoint ends in an fsync on the
+ * event loop and stalls every session for tens of milliseconds. PASSIVE never blocks the writer.
+ * If the worker dies, SQLite's own checkpoints are switched back on.
+ */
+function checkpointInBackground(database: BetterSqlite3.Database, file: string): void {
+  database.pragma("wal_autocheckpoint = 0");
+  const driver = createRequire(import.meta.url).resolve("better-sqlite3");
+  const worker = new Worker(
+    `const D = require(${JSON.stringify(driver)}); const db = new D(${JSON.stringify(file)}); db.pragma("busy_timeout = 5000");
+     setInterval(() => { try { db.pragma("wal_checkpoint(PASSIVE)"); } catch {} }, 100);`,
+    { eval: true },
+  );
+  worker.unref();
+  worker.once("exit", () => {
+    if (database.open) database.pragma("wal_autocheckpoint = 1000");
+  });
+  const close = database.close.bind(database);
+  database.close = () => {
+    void worker.terminate();
+    return close();
+  };
+}
+
+function sqliteDialect(path: string): { dialect: SqliteDialect; description: string; database: BetterSqlite3.Database } {
   let file = path;
   if (file !== ":memory:") {
     file = resolve(file);
@@ -60,7 +89,8 @@ function sqliteDialect(path: string): { dialect: SqliteDialect; description: str
   database.pragma("synchronous = NORMAL");
   database.pragma("busy_timeout = 5000");
   database.pragma("foreign_keys = ON");
-  return { dialect: new SqliteDialect({ database }), description: `sqlite:${file}` };
+  if (file !== ":memory:") checkpointInBackground(database, file);
+  return { dialect: new SqliteDialect({ database }), description: `sqlite:${file}`, database };
 }
 
 function postgresDialect(url: string, poolSize: number): { dialect: PostgresDialect; description: string } {
@@ -78,7 +108,7 @@ function postgresDialect(url: string, poolSize: number): { dialect: PostgresDial
 
 export async function openStore(url: string, opts: { poolSize?: number; migrate?: boolean } = {}): Promise<Store> {
   let kind: StoreKind;
-  let made: { dialect: SqliteDialect | PostgresDialect; description: string };
+  let made: { dialect: SqliteDialect | PostgresDialect; description: string; database?: BetterSqlite3.Database };
   if (url.startsWith("sqlite:")) {
     kind = "sqlite";
     made = sqliteDialect(url.slice("sqlite:".length) || ":memory:");
@@ -92,6 +122,7 @@ export async function openStore(url: string, opts: { poolSize?: number; migrate?
   const store: Store = {
     kind,
     db,
+    ...(made.database ? { sqlite: made.database } : {}),
     description: made.description,
     async migrate() {
       const migrator = new Migrator({ db, provider: new StaticMigrations(), migrationTableName: "gatehouse_migrations", migrationLockTableName: "gatehouse_migrations_lock" });
