@@ -1,6 +1,11 @@
 // First schema. Migrations are append-only: never edit a released one, add the next file.
 
-import { type Kysely, sql } from "kysely";
+import { type Kysely, SqliteAdapter, sql } from "kysely";
+
+/** SQLite makes an `INTEGER PRIMARY KEY` the rowid itself (one b-tree less per audit insert). */
+function isSqlite(db: Kysely<unknown>): boolean {
+  return db.getExecutor().adapter instanceof SqliteAdapter;
+}
 
 export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
@@ -29,7 +34,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
   await db.schema
     .createTable("audit_events")
-    .addColumn("seq", "bigint", (c) => c.primaryKey())
+    .addColumn("seq", isSqlite(db) ? "integer" : "bigint", (c) => c.primaryKey())
     .addColumn("id", "text", (c) => c.notNull().unique())
     .addColumn("at", "bigint", (c) => c.notNull())
     .addColumn("type", "text", (c) => c.notNull())
