@@ -126,3 +126,22 @@ test("live events (SSE) and a signed webhook report the review's life", async ()
   assert.deepEqual(got.map((h) => JSON.parse(h.body).event).sort(), ["review.approved", "review.created"]);
   await c.end();
 });
+
+test("a held extended-protocol PREPARE approved twice: the second run gets the server's own error, the session lives", async () => {
+  const c = await connectGateway(t, await t.agentToken());
+  const dba = await t.humanToken(["dba"], "dana");
+  const text = "PREPARE wipe AS DELETE FROM items";
+  const approveNext = async () => {
+    const review = await pendingReviewFor(t, text);
+    assert.equal((await api(t, "POST", `/api/v1/reviews/${review.id}/approve`, dba, {})).status, 200);
+  };
+  const first = c.query({ name: "held-prepare", text });
+  await approveNext();
+  await first;
+  const second = c.query({ name: "held-prepare", text }).catch((e: Error & { code?: string }) => e);
+  await approveNext();
+  const err = (await second) as Error & { code?: string };
+  assert.equal(err.code, "42P05", "the server says the prepared statement already exists");
+  assert.equal((await c.query("select 1 as ok")).rows[0].ok, 1);
+  await c.end();
+});

@@ -136,7 +136,7 @@ class PgSession {
   readonly #protocolStatements = new Map<string, SqlStatement>();
   readonly #prepared = new PreparedStatementRegistry({ fallback: (name) => this.#protocolStatements.get(name) });
   /** Protocol-level prepared statements that need a review per execution (judged at Bind). */
-  readonly #gated = new Map<string, { text: string; sql: SessionDescription }>();
+  readonly #gated = new Map<string, { text: string; sql: SessionDescription; committed: boolean }>();
   #inbox: FrontendMessage[] = [];
   #inboxBytes = 0;
   #pumping = false;
@@ -585,7 +585,7 @@ class PgSession {
     // (Found by test/postgres-statements.test.ts: extended `SELEC * FROM t` answered 42601.)
     const deferToBind = sql.parseError === undefined && sql.statements.length === 1;
     if (deferToBind && this.#d.gate.preview(this.#gateSession!, op).action === "review") {
-      this.#gated.set(name, { text, sql });
+      this.#gated.set(name, { text, sql, committed: false });
       remember();
       this.#send(raw);
       return;
@@ -612,7 +612,12 @@ class PgSession {
     return (async () => {
       const v = await this.#judge({ protocol: "postgres", text: gated.text, parameters: bindParameters(m), sql: gated.sql });
       if (v.forward) {
-        this.#commit(gated.sql);
+        // A statement's effect on the session's prepared statements is recorded once, however
+        // many approved executions follow (a description can be committed only once).
+        if (!gated.committed) {
+          this.#commit(gated.sql);
+          gated.committed = true;
+        }
         this.#send(m.raw);
       } else {
         this.#refuseExtended(v.error);
