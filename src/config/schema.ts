@@ -182,6 +182,7 @@ export const postgresListenerSchema = z
       .strict()
       .default({ selfSigned: true, selfSignedDir: "./data/tls" }),
     allowCleartextLoopback: z.boolean().default(false).describe("Accept the token as a cleartext password without TLS when the client is on loopback."),
+    maxSessions: z.number().int().min(1).max(100_000).default(1000).describe("Client connections accepted at once (each holds a target connection); more are refused with SQLSTATE 53300."),
   })
   .strict();
 

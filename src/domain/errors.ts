@@ -60,6 +60,7 @@ export const ERRORS = {
   PG_TARGET_LOST: def("GH-PG-005", 503, "08006", "The connection to the target database was lost", "Reconnect; if it keeps happening, an operator should check the target and the agent."),
   PG_STARTUP_INVALID: def("GH-PG-006", 400, "08P01", "The startup message lacks a database name", "Set dbname to the Gatehouse connection name, e.g. psql \"host=gw port=15432 dbname=pg-prod user=agent sslmode=require\"."),
   PG_LOGIN_TIMEOUT: def("GH-PG-007", 400, "08006", "The client did not finish logging in in time", "Send the access token as the password promptly (PGPASSWORD=<token>)."),
+  PG_TOO_MANY_SESSIONS: def("GH-PG-008", 503, "53300", "The gateway has reached its session limit", "Close idle connections (use a pool with a sensible maximum) or ask an operator to raise listeners.postgres.maxSessions."),
   // agents
   AGENT_UNAVAILABLE: def("GH-AGENT-001", 503, "08006", "The agent serving this connection is not available", "Start (or reconnect) the agent named in the message; `gatehouse agents list` shows which agents are connected."),
   REVIEW_MODIFY_DENIED: def("GH-REVIEW-008", 403, "42501", "The modified operation is denied by policy", "A reviewer cannot replace an operation with one that policy forbids; change the modification."),

@@ -33,6 +33,8 @@ export interface PostgresListenerConfig {
   host: string;
   port: number;
   allowCleartextLoopback: boolean;
+  /** Connections accepted at once; more are refused before login (default 1000). */
+  maxSessions?: number;
 }
 
 export interface PostgresEngineDeps {
@@ -83,7 +85,15 @@ export class PostgresListener {
 
   async listen(): Promise<AddressInfo> {
     const server = createServer({ noDelay: true }, (socket) => {
-      const s = new PgSession(socket, this.#d, this);
+      // Over the limit, the connection still gets its TLS and startup read, so the client can be
+      // told why in its own protocol, but it never reaches login or a target.
+      const full = this.#live.size >= (this.#d.config.maxSessions ?? 1000);
+      const s = new PgSession(socket, this.#d, this, full ? `${this.#live.size} sessions are open` : undefined);
+      if (full) {
+        this.#d.metrics.authFailures.inc({ surface: "postgres", code: "GH-PG-008" });
+        void s.run().catch(() => {});
+        return;
+      }
       this.#live.add(s);
       s.run()
         .catch((e) => this.#d.logger.error({ err: (e as Error).stack }, "postgres session crashed"))
@@ -153,7 +163,11 @@ class PgSession {
   /** Settles when the client's TCP connection is gone (TLS or not). */
   readonly #rawClosed: Promise<void>;
 
-  constructor(socket: Socket, deps: PostgresEngineDeps, listener: PostgresListener) {
+  /** Set when the listener is full: the session is refused right after its startup message. */
+  readonly #refuse: string | undefined;
+
+  constructor(socket: Socket, deps: PostgresEngineDeps, listener: PostgresListener, refuse?: string) {
+    this.#refuse = refuse;
     this.#raw = socket;
     this.#client = socket;
     this.#d = deps;
@@ -172,6 +186,7 @@ class PgSession {
     try {
       startup = await this.#readStartup();
       if (!startup) return;
+      if (this.#refuse) throw new GatehouseError("PG_TOO_MANY_SESSIONS", this.#refuse);
       ({ principal, connection } = await this.#login(startup));
     } catch (e) {
       this.#fatal(e instanceof GatehouseError ? e : isProtocolError(e) ? new GatehouseError("PG_PROTOCOL_VIOLATION", (e as Error).message) : toGatehouseError(e));
