@@ -124,3 +124,22 @@ test("gateway: starts on a config, answers /healthz, and shuts down cleanly on S
   }
   assert.ok(readFileSync(join(dir, "gw.db")).length > 0);
 });
+
+test("audit verify: intact chain exits 0; an edited event is named and exits 4 (gateway stopped)", async () => {
+  const { openStore } = await import("../src/store/store.ts");
+  const { AuditLog } = await import("../src/audit/log.ts");
+  const dbFile = join(dir, "audit.db");
+  const f = join(dir, "audit.yaml");
+  writeFileSync(f, `store: { url: "sqlite:${dbFile}" }\n`);
+  const store = await openStore(`sqlite:${dbFile}`);
+  const log = new AuditLog(store);
+  for (let i = 0; i < 5; i++) await log.append({ type: "test.event", data: { i } });
+  const ok = await gh(["audit", "verify", "--config", f]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /audit chain intact: 5 events, head #5 [0-9a-f]{64}/);
+  await store.db.updateTable("audit_events").set({ data: '{"i":42}' }).where("seq", "=", 3).execute();
+  await store.close();
+  const broken = await gh(["audit", "verify", "--config", f, "--json"]);
+  assert.equal(broken.code, 4);
+  assert.deepEqual(JSON.parse(broken.stdout).brokenAt, { seq: 3, reason: "event content does not match its hash (edited)" });
+});

@@ -3,6 +3,7 @@
 
 import { Command } from "commander";
 import { VERSION } from "../version.ts";
+import * as auditVerify from "./audit/verify.ts";
 import * as configCheck from "./config/check.ts";
 import * as configSchema from "./config/schema.ts";
 import * as devToken from "./dev/token.ts";
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   const config = program.command("config").description("validate configuration and print its schema");
   configCheck.register(config);
   configSchema.register(config);
+  auditVerify.register(program.command("audit").description("the hash-chained audit trail"));
   policyCheck.register(program.command("policy").description("dry-run policy decisions"));
   const reviews = program.command("reviews").description("decide held operations (uses --api/GATEHOUSE_API and your own --token/GATEHOUSE_TOKEN)");
   for (const c of [reviewsList, reviewsShow, reviewsApprove, reviewsDeny, reviewsModify]) c.register(reviews);
