@@ -80,14 +80,17 @@ export class Gate {
     return this.#d.publicUrl ? `${this.#d.publicUrl.replace(/\/$/, "")}/reviews/${id}` : undefined;
   }
 
-  /** Policy alone, without audit or review: lets an engine see early that a review will be needed. */
-  preview(s: GateSession, op: Operation): Decision {
+  /**
+   * Policy alone, without audit or review: lets an engine see early that a review will be needed.
+   * Pass the result on to `judge` so the statement is not evaluated twice.
+   */
+  decide(s: GateSession, op: Operation): Decision {
     return this.#d.policy.decide({ principal: s.principal, connection: s.connection, operation: op });
   }
 
-  async judge(s: GateSession, op: Operation, hooks: JudgeHooks = {}): Promise<Verdict> {
+  async judge(s: GateSession, op: Operation, hooks: JudgeHooks = {}, decided?: Decision): Promise<Verdict> {
     const started = process.hrtime.bigint();
-    const decision = this.#d.policy.decide({ principal: s.principal, connection: s.connection, operation: op });
+    const decision = decided ?? this.decide(s, op);
     const labels = { connection: s.connection.name, decision: decision.action, rule: decision.rule };
     this.#d.metrics.decisions.inc(labels);
     // Built only when it will be written: at info this line is the gate's most expensive step.

@@ -3,6 +3,7 @@
 import type { Command } from "commander";
 import { loadConfigFile } from "../../config/load.ts";
 import { configWarnings } from "../../config/warnings.ts";
+import { redactUrl } from "../../store/store.ts";
 import { action } from "../output.ts";
 
 export function register(config: Command): void {
@@ -31,7 +32,7 @@ export function register(config: Command): void {
 function maskSecrets(v: unknown, key = ""): unknown {
   if (typeof v === "string") {
     if (/password|secret|key$/i.test(key) && !/^(env|file):/.test(v) && key !== "keyFile") return "***";
-    if (key === "url") return v.replace(/:\/\/([^:@/]+):[^@/]*@/, "://$1:***@");
+    if (key === "url") return redactUrl(v);
     return v;
   }
   if (Array.isArray(v)) return v.map((x) => maskSecrets(x));

@@ -17,6 +17,7 @@ import type { PostgresTargetSession } from "../../agent/postgres.ts";
 import type { Verifier } from "../../api/auth.ts";
 import type { AuditLog } from "../../audit/log.ts";
 import type { Connection } from "../../domain/connection.ts";
+import type { Decision } from "../../domain/decision.ts";
 import { GatehouseError } from "../../domain/errors.ts";
 import type { Operation, SqlStatement } from "../../domain/operation.ts";
 import type { Principal } from "../../domain/principal.ts";
@@ -496,7 +497,7 @@ class PgSession {
     }
   }
 
-  #judge(op: Operation) {
+  #judge(op: Operation, decided?: Decision) {
     return this.#d.gate.judge(this.#gateSession!, op, {
       signal: this.#abort.signal,
       onHeld: (review) => {
@@ -508,7 +509,7 @@ class PgSession {
         );
         for (const f of this.#stream.inject(n)) this.#client.write(f);
       },
-    });
+    }, decided);
   }
 
   async #onQuery(text: string, raw: Buffer): Promise<void> {
@@ -599,13 +600,14 @@ class PgSession {
     // already reached the target without a verdict. Those are judged here, like a simple Query.
     // (Found by test/postgres-statements.test.ts: extended `SELEC * FROM t` answered 42601.)
     const deferToBind = sql.parseError === undefined && sql.statements.length === 1;
-    if (deferToBind && this.#d.gate.preview(this.#gateSession!, op).action === "review") {
+    const decision = this.#d.gate.decide(this.#gateSession!, op);
+    if (deferToBind && decision.action === "review") {
       this.#gated.set(name, { text, sql, committed: false });
       remember();
       this.#send(raw);
       return;
     }
-    const v = await this.#judge(op);
+    const v = await this.#judge(op, decision);
     if (!v.forward) return this.#refuseExtended(v.error);
     if (v.replacement) {
       this.#tellReplaced(v.replacement.text);
