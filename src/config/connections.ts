@@ -18,6 +18,7 @@ export function toConnection(c: ConnectionConfig): Connection {
       notify: c.policy.notify,
     },
   };
+  conn.recording = { onFailure: c.recording.onFailure };
   if (c.description !== undefined) conn.description = c.description;
   if (c.postgres) conn.postgres = { ...c.postgres };
   return conn;

@@ -93,6 +93,12 @@ export const connectionSchema = z
     description: z.string().optional(),
     postgres: postgresTargetSchema.optional(),
     policy: connectionPolicySchema.default({ default: "deny", unparseable: "review", reviewMode: "hold", approvers: [], reviewExpires: 3600, notify: [] }),
+    recording: z
+      .object({
+        onFailure: z.enum(["strict", "best-effort"]).default("strict").describe("When the session's recording cannot be written: strict ends the session (GH-REC-001); best-effort keeps it going and flags the recording `failed`."),
+      })
+      .strict()
+      .default({ onFailure: "strict" }),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -167,6 +173,32 @@ export const storeSchema = z
   })
   .strict();
 
+export const recordingSchema = z
+  .object({
+    enabled: z.boolean().default(true).describe("Record every session byte for byte (both directions) with its decisions. Off only where the data must not be kept."),
+    storage: z.enum(["store", "directory"]).default("store").describe("store: chunks in the store (SQLite/PostgreSQL); directory: one append-only file per session under `directory`."),
+    directory: z.string().default("./data/recordings").describe("Where recordings go when storage is `directory`."),
+    maxSessionBytes: z.number().int().min(1024).default(256 * 1024 * 1024).describe("Bytes recorded per session (both directions); past it the recording stops and is marked truncated, the session goes on."),
+    flushInterval: duration.default(0.2).describe("How often buffered recording data is written (batched, off the forwarding path)."),
+    retention: duration.default(30 * 86400).describe("Recordings older than this are pruned by the retention job (0 keeps them forever). Session rows and the audit trail stay."),
+  })
+  .strict();
+
+export const auditSchema = z
+  .object({
+    auditorGroups: z.array(z.string()).default([]).describe("Groups allowed to search and export the audit trail and to list, replay and export recordings (every read is itself audited)."),
+    signingKey: z.string().optional().describe("Ed25519 private key (PEM, `file:/path` or `env:NAME` reference) that signs audit checkpoints."),
+    checkpointInterval: duration.default(3600).describe("How often the gateway writes an audit checkpoint (the chain head, signed when signingKey is set); 0 turns periodic checkpoints off."),
+    retention: duration.default(0).describe("Audit events older than this may be pruned, but only up to a checkpoint, so `audit verify` still anchors the remaining chain; 0 keeps every event."),
+  })
+  .strict();
+
+export const retentionSchema = z
+  .object({
+    interval: duration.default(3600).describe("How often the gateway runs the retention job (`gatehouse retention run` does it once); 0 turns the schedule off."),
+  })
+  .strict();
+
 export const postgresListenerSchema = z
   .object({
     enabled: z.boolean().default(true),
@@ -208,6 +240,9 @@ export const configSchema = z
       .default({ breakGlassGroups: [] }),
     policies: z.array(ruleSchema).default([]).describe("Ordered rules; the most restrictive matching decision wins (deny > review > allow), ties go to the earlier rule."),
     store: storeSchema.default({ url: "sqlite:./data/gatehouse.db", poolSize: 10 }),
+    recording: recordingSchema.default(recordingSchema.parse({})),
+    audit: auditSchema.default(auditSchema.parse({})),
+    retention: retentionSchema.default(retentionSchema.parse({})),
     listeners: z
       .object({ postgres: postgresListenerSchema.default(postgresListenerSchema.parse({})) })
       .strict()
@@ -255,6 +290,8 @@ export type IdentityConfig = z.infer<typeof identitySchema>;
 export type RuleConfig = z.infer<typeof ruleSchema>;
 export type ConnectionConfig = z.infer<typeof connectionSchema>;
 export type NotifierConfig = z.infer<typeof notifierSchema>;
+export type RecordingConfig = z.infer<typeof recordingSchema>;
+export type AuditConfig = z.infer<typeof auditSchema>;
 
 export function configJsonSchema(): unknown {
   return z.toJSONSchema(configSchema, { io: "input", unrepresentable: "any" });

@@ -40,4 +40,6 @@ export interface Connection {
   description?: string;
   postgres?: PostgresTarget;
   policy: ConnectionPolicyDefaults;
+  /** What happens when the session's recording cannot be written (default strict). */
+  recording?: { onFailure: "strict" | "best-effort" };
 }

@@ -67,6 +67,14 @@ export const ERRORS = {
   REVIEW_MODIFY_UNSUPPORTED: def("GH-REVIEW-009", 409, "0A000", "This review cannot be modified", "Statements sent with bound parameters (extended protocol) can be approved or denied, not rewritten; deny it with a reason instead."),
   // store
   STORE_UNAVAILABLE: def("GH-STORE-001", 503, "08006", "The gateway's store is unavailable", "The gateway refuses operations it cannot audit; check the store (store.url) and /readyz."),
+  // recording
+  RECORDING_FAILED: def("GH-REC-001", 503, "58030", "The session's recording could not be written", "This connection requires a complete recording (recording.onFailure: strict), so the session was ended; an operator should check the store or recording directory and /readyz, then reconnect."),
+  SESSION_NOT_FOUND: def("GH-REC-002", 404, "XX000", "No such session", "Check the session id (`gatehouse sessions list`)."),
+  RECORDING_PRUNED: def("GH-REC-003", 410, "XX000", "The session's recording is no longer kept", "Recordings older than recording.retention are pruned; the session row and its audit events remain (`gatehouse sessions show ID`)."),
+  RECORDING_UNREADABLE: def("GH-REC-004", 500, "XX000", "The recording is damaged", "A recording chunk failed its integrity check; the message names the first bad chunk. Earlier chunks are still shown."),
+  // audit trail
+  AUDIT_SIGNING_KEY_INVALID: def("GH-AUDIT-001", 500, "F0000", "The audit signing key cannot be used", "audit.signingKey must reference an Ed25519 private key in PEM (create one with `openssl genpkey -algorithm ed25519`)."),
+  AUDIT_CHECKPOINT_INVALID: def("GH-AUDIT-002", 400, "XX000", "The audit checkpoint is not valid", "The checkpoint file must be one printed by `gatehouse audit checkpoints` (JSON with seq, hash, at and optionally signature)."),
   // API
   API_NOT_FOUND: def("GH-API-001", 404, "XX000", "No such resource", "Check the path against the OpenAPI document at /api/v1/openapi.json."),
   API_BAD_REQUEST: def("GH-API-002", 400, "XX000", "The request is invalid", "Fix the request fields listed in the problem details."),

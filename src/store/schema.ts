@@ -16,6 +16,37 @@ export interface SessionsTable {
   ended_at: number | null;
   status: string;
   end_reason: string | null;
+  /** none | recording | complete | truncated | failed | pruned */
+  rec_status: Generated<string>;
+  rec_bytes: Generated<number>;
+  /** store | directory; null when not recorded. */
+  rec_storage: string | null;
+}
+
+export interface RecordingChunksTable {
+  session_id: string;
+  seq: number;
+  at: number;
+  bytes: number;
+  data: Buffer;
+}
+
+export interface AuditCheckpointsTable {
+  seq: number;
+  hash: string;
+  at: number;
+  gateway_id: string | null;
+  /** SHA-256 (hex, first 16) of the signing public key, when signed. */
+  key_id: string | null;
+  /** Ed25519 signature (base64) over the checkpoint statement, when signed. */
+  signature: string | null;
+}
+
+export interface AuditAnchorTable {
+  id: number;
+  seq: number;
+  hash: string;
+  pruned_at: number;
 }
 
 export interface AuditEventsTable {
@@ -77,4 +108,7 @@ export interface Database {
   reviews: ReviewsTable;
   gatehouse_meta: MetaTable;
   gateways: GatewaysTable;
+  recording_chunks: RecordingChunksTable;
+  audit_checkpoints: AuditCheckpointsTable;
+  audit_anchor: AuditAnchorTable;
 }

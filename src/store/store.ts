@@ -14,11 +14,12 @@ import pg from "pg";
 import { GatehouseError } from "../domain/errors.ts";
 import * as m001 from "./migrations/001-initial.ts";
 import * as m002 from "./migrations/002-reviews-notify-modify-gateways.ts";
+import * as m003 from "./migrations/003-recordings-checkpoints.ts";
 import type { Database } from "./schema.ts";
 
 export type StoreKind = "sqlite" | "postgres";
 
-const MIGRATIONS: Record<string, Migration> = { "001-initial": m001, "002-reviews-notify-modify-gateways": m002 };
+const MIGRATIONS: Record<string, Migration> = { "001-initial": m001, "002-reviews-notify-modify-gateways": m002, "003-recordings-checkpoints": m003 };
 
 class StaticMigrations implements MigrationProvider {
   async getMigrations(): Promise<Record<string, Migration>> {
