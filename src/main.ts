@@ -6,8 +6,12 @@ import type { AddressInfo } from "node:net";
 import type { FastifyInstance } from "fastify";
 import { AgentRegistry, EmbeddedAgent } from "./agent/agent.ts";
 import { reviewRoutes } from "./api/reviews.ts";
+import { sessionRoutes } from "./api/sessions.ts";
 import { buildApi } from "./api/server.ts";
 import { AuditLog } from "./audit/log.ts";
+import { auditRoutes } from "./api/audit.ts";
+import { Checkpointer } from "./audit/checkpoints.ts";
+import { recordConfigLoaded } from "./audit/config-events.ts";
 import { connectionsOf } from "./config/connections.ts";
 import type { Config } from "./config/schema.ts";
 import { configWarnings } from "./config/warnings.ts";
@@ -27,6 +31,8 @@ import { GatewayRegistry } from "./gate/gateways.ts";
 import { NotificationDispatcher } from "./reviews/notify.ts";
 import { linkReviewsAcrossReplicas } from "./reviews/pg-notify.ts";
 import { ReviewService } from "./reviews/service.ts";
+import { RecordingService } from "./recording/recorder.ts";
+import { scheduleRetention } from "./retention/run.ts";
 import { openStore, type Store } from "./store/store.ts";
 import { VERSION } from "./version.ts";
 
@@ -45,6 +51,7 @@ export interface Gateway {
   notifier: NotificationDispatcher;
   store: Store;
   audit: AuditLog;
+  recordings: RecordingService;
   close(): Promise<void>;
 }
 
@@ -75,7 +82,8 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
   const notifier = new NotificationDispatcher(config.notifiers, new SecretResolver(), logger);
   reviews.subscribe((e) => notifier.notify(e.review.notify, { ...e, url: gate.reviewUrl(e.review.id) }));
   const gateways = new GatewayRegistry(store, audit, id, VERSION);
-  const sessions = new SessionLog(store, audit, metrics, id);
+  const recordings = new RecordingService({ store, config: config.recording, logger, metrics });
+  const sessions = new SessionLog(store, audit, metrics, id, recordings);
   const agents = new AgentRegistry();
   agents.register(new EmbeddedAgent());
 
@@ -86,13 +94,16 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
   try {
     const { interruptedSessions } = await gateways.start();
     stops.push(() => gateways.stop());
+    stops.push(() => recordings.close());
+    stops.push(scheduleRetention({ store, sink: recordings.sink, audit, config, logger }, config.retention.interval));
     const recovered = await reviews.recover();
     if (interruptedSessions.length || recovered.cancelled) logger.warn({ interruptedSessions: interruptedSessions.length, cancelledReviews: recovered.cancelled }, "recovered from an earlier gateway that stopped without closing its sessions");
     if (store.kind === "postgres") {
       const link = await linkReviewsAcrossReplicas(config.store.url, reviews, logger);
       stops.push(() => link.close());
     }
-    const api = await buildApi({ config, connections, verifier, policy, store, audit, metrics, logger, version: VERSION, describe: describeOperation, routes: [reviewRoutes(reviews)] });
+    const checkpointer = await Checkpointer.fromConfig(store, config.audit, { gatewayId: id, logger });
+    const api = await buildApi({ config, connections, verifier, policy, store, audit, metrics, logger, version: VERSION, describe: describeOperation, readiness: [() => (audit.writeError ? `the last audit write failed: ${audit.writeError}` : undefined), () => (recordings.healthy ? undefined : `the last recording write failed: ${recordings.lastError}`)], routes: [reviewRoutes(reviews), auditRoutes({ checkpointer }), sessionRoutes({ store, audit, sink: recordings.sink, auditorGroups: config.audit.auditorGroups })] });
     await api.listen({ host: config.api.host, port: config.api.port });
     stops.push(() => api.close());
     const addr = api.server.address();
@@ -108,6 +119,8 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       stops.push(() => listener.close());
     }
     await audit.append({ type: "gateway.started", data: { gatewayId: id, version: VERSION, store: store.kind, connections: [...connections.keys()], rules: config.policies.length } });
+    await recordConfigLoaded(store, audit, config, id);
+    checkpointer.start();
     logger.info({ gatewayId: id, api: apiUrl, postgres: postgres ? `${postgres.address}:${postgres.port}` : null, store: store.description, version: VERSION }, "gateway started");
 
     let closed = false;
@@ -119,6 +132,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       notifier,
       store,
       audit,
+      recordings,
       async close() {
         if (closed) return;
         closed = true;
@@ -128,6 +142,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
         notifier.close();
         await audit.append({ type: "gateway.stopped", data: { gatewayId: id } }).catch(() => {});
         await audit.drain();
+        await checkpointer.stop().catch((e) => logger.error({ err: (e as Error).message }, "final audit checkpoint failed"));
         verifier.close?.();
         await store.close();
       },

@@ -2,10 +2,11 @@
 // reach the target, the client gets GH-STORE-001 in its own protocol, and /readyz reports it.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import { sql } from "kysely";
 import { connectDirect, connectGateway } from "./helpers/clients.ts";
 import { startTestGateway, type TestGateway } from "./helpers/gateway.ts";
+import { adminClient, createTempDatabase, type TempDatabase } from "./helpers/pg.ts";
 
 let t: TestGateway;
 before(async () => {
@@ -37,4 +38,76 @@ test("an allowed INSERT whose decision cannot be audited never reaches the datab
   }
   assert.equal((await c.query("INSERT INTO ledger VALUES (3)")).rowCount, 1, "serves again once the store is back");
   await c.end();
+});
+
+describe("a PostgreSQL store turned read-only", () => {
+  let g: TestGateway;
+  let storeDb: TempDatabase;
+  before(async () => {
+    storeDb = await createTempDatabase("gh_store_ro");
+    g = await startTestGateway({
+      extraConfig: (c) => {
+        c.store = { url: storeDb.url, poolSize: 2 };
+        // best-effort recording keeps the session alive through the outage, so each statement's
+        // own audit failure is what refuses it (strict recording would end the session first).
+        c.connections![0]!.recording = { onFailure: "best-effort" };
+      },
+    });
+    const d = await connectDirect(g);
+    await d.query("CREATE TABLE ledger (id int)");
+    await d.end();
+  });
+  after(async () => {
+    await g?.close();
+    await storeDb?.drop();
+  });
+
+  async function setReadOnly(on: boolean): Promise<void> {
+    const admin = adminClient();
+    await admin.connect();
+    try {
+      await admin.query(`ALTER DATABASE ${storeDb.name} SET default_transaction_read_only = ${on ? "on" : "off"}`);
+      // Sessions pick the setting up when they start: end the store's open ones.
+      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [storeDb.name]);
+    } finally {
+      await admin.end();
+    }
+  }
+
+  test("allowed and gated statements fail closed with GH-STORE-001; /readyz and metrics show it; service resumes", async () => {
+    const c = await connectGateway(g, await g.agentToken(), { connectionTimeoutMillis: 5000 });
+    assert.equal((await c.query("INSERT INTO ledger VALUES (1)")).rowCount, 1);
+    await setReadOnly(true);
+    try {
+      let insert: Error & { code?: string } = new Error("not run");
+      // The first statement may meet a connection the store just terminated; either way it fails closed.
+      for (let i = 0; i < 2; i++) insert = (await c.query("INSERT INTO ledger VALUES (2)").catch((e) => e)) as Error & { code?: string };
+      assert.match(insert.message, /GH-STORE-001/);
+      const c2 = await connectGateway(g, await g.agentToken()).catch((e) => e as Error);
+      if (c2 instanceof Error) assert.match(c2.message, /GH-STORE-001|read-only/);
+      else await c2.end();
+      const gated = (await c.query("ALTER TABLE ledger ADD COLUMN note text").catch((e) => e)) as Error & { code?: string };
+      assert.ok(gated instanceof Error, "a statement that needs review cannot open one without the store");
+      assert.match(gated.message, /GH-STORE-001/);
+      const d = await connectDirect(g);
+      assert.deepEqual((await d.query("select id from ledger order by id")).rows, [{ id: 1 }], "nothing reached the database");
+      assert.equal((await d.query("select count(*)::int n from information_schema.columns where table_name = 'ledger'")).rows[0].n, 1);
+      await d.end();
+      const ready = await fetch(`${g.gw.apiUrl}/readyz`);
+      assert.equal(ready.status, 503);
+      assert.equal(((await ready.json()) as { code: string }).code, "GH-STORE-001");
+      const metrics = await (await fetch(`${g.gw.apiUrl}/metrics`)).text();
+      assert.match(metrics, /gatehouse_store_writable 0/);
+      assert.match(metrics, /gatehouse_audit_write_failures_total\{connection="pg-test"\} [1-9]/);
+    } finally {
+      await setReadOnly(false);
+    }
+    await c.end().catch(() => {});
+    const again = await connectGateway(g, await g.agentToken());
+    let ok = false;
+    for (let i = 0; i < 3 && !ok; i++) ok = !((await again.query("INSERT INTO ledger VALUES (3)").catch((e) => e)) instanceof Error);
+    assert.ok(ok, "serves again once the store is writable");
+    await again.end();
+    assert.equal((await fetch(`${g.gw.apiUrl}/readyz`)).status, 200);
+  });
 });

@@ -9,8 +9,9 @@
 // Environment (all optional):
 //   BENCH_SECONDS   seconds per cell (10)            BENCH_CLIENTS   client counts ("1,8")
 //   BENCH_MODES     "simple,prepared"                BENCH_SCALE     pgbench scale factor (10)
-//   BENCH_TARGETS   rows, from direct,pipe,pgbouncer,gatehouse,gatehouse-tls,gatehouse-mem,
-//                   gatehouse-alt (default: the first five; gatehouse-mem = audit store
+//   BENCH_TARGETS   rows, from direct,pipe,pgbouncer,gatehouse,gatehouse-norec,gatehouse-tls,
+//                   gatehouse-mem,gatehouse-alt (default: the first six; gatehouse-norec =
+//                   session recording off, the cost of recording; gatehouse-mem = audit store
 //                   sqlite::memory:; gatehouse-alt, see BENCH_ALT_ROOT)
 //   BENCH_REPEAT    runs per cell, interleaved across rows; the median run is reported (1)
 //   BENCH_AUDIT=1   add the gatehouse-mem row (cost of the per-statement audit write to a file)
@@ -50,9 +51,9 @@ const SECONDS = Number(env.BENCH_SECONDS ?? 10);
 const CLIENTS = (env.BENCH_CLIENTS ?? "1,8").split(",").map(Number);
 const MODES = (env.BENCH_MODES ?? "simple,prepared").split(",") as ProtocolMode[];
 const SCALE = Number(env.BENCH_SCALE ?? 10);
-const ALL_TARGETS = ["direct", "pipe", "pgbouncer", "gatehouse", "gatehouse-tls", "gatehouse-mem", "gatehouse-alt"] as const;
+const ALL_TARGETS = ["direct", "pipe", "pgbouncer", "gatehouse", "gatehouse-norec", "gatehouse-tls", "gatehouse-mem", "gatehouse-alt"] as const;
 type Target = (typeof ALL_TARGETS)[number];
-const TARGETS = (env.BENCH_TARGETS ?? `direct,pipe,pgbouncer,gatehouse,gatehouse-tls${env.BENCH_AUDIT === "1" ? ",gatehouse-mem" : ""}${env.BENCH_ALT_ROOT ? ",gatehouse-alt" : ""}`).split(",") as Target[];
+const TARGETS = (env.BENCH_TARGETS ?? `direct,pipe,pgbouncer,gatehouse,gatehouse-norec,gatehouse-tls${env.BENCH_AUDIT === "1" ? ",gatehouse-mem" : ""}${env.BENCH_ALT_ROOT ? ",gatehouse-alt" : ""}`).split(",") as Target[];
 const PROFILE = env.BENCH_PROFILE === "1";
 const REPEAT = Math.max(1, Number(env.BENCH_REPEAT ?? 1));
 const GATEHOUSE_ROOT = resolve(env.BENCH_GATEHOUSE_ROOT ?? REPO);
@@ -70,6 +71,7 @@ const LABELS: Record<Target, string> = {
   pipe: "Node byte pipe",
   pgbouncer: "PgBouncer (session)",
   gatehouse: "Gatehouse",
+  "gatehouse-norec": "Gatehouse, recording off",
   "gatehouse-tls": "Gatehouse TLS",
   "gatehouse-mem": "Gatehouse, audit :memory:",
   "gatehouse-alt": "Gatehouse (alt checkout)",
@@ -151,7 +153,7 @@ interface GatewayProc {
   token: string;
 }
 
-async function startGatehouse(dir: string, database: string, opts: { name: string; storeUrl?: string; cpuProfDir?: string; root?: string; env?: Record<string, string> }): Promise<GatewayProc> {
+async function startGatehouse(dir: string, database: string, opts: { name: string; storeUrl?: string; cpuProfDir?: string; root?: string; env?: Record<string, string>; extra?: Record<string, unknown> }): Promise<GatewayProc> {
   const d = join(dir, opts.name);
   mkdirSync(d, { recursive: true });
   const [pgPort, apiPort] = [await freePort(), await freePort()];
@@ -164,6 +166,7 @@ async function startGatehouse(dir: string, database: string, opts: { name: strin
     policies: [{ name: "agents-read", principals: { groups: ["ai-agents"] }, operations: { kinds: ["read", "transaction", "session"] }, decision: "allow" }],
     // warn, not info: at info every decision is a JSON log line, which would dominate the profile.
     logging: { level: env.BENCH_GATEHOUSE_LOG ?? "warn" },
+    ...opts.extra,
   };
   const file = join(d, "gatehouse.yaml");
   writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`); // JSON is YAML
@@ -224,11 +227,12 @@ function report(cells: Cell[], targets: Target[], results: Map<string, CellResul
   };
   ratio("pipe / direct", "pipe", "direct");
   ratio("PgBouncer / direct", "pgbouncer", "direct");
-  for (const g of ["gatehouse", "gatehouse-tls", "gatehouse-mem"] as const) {
+  for (const g of ["gatehouse", "gatehouse-norec", "gatehouse-tls", "gatehouse-mem"] as const) {
     ratio(`${LABELS[g]} / direct`, g, "direct");
     ratio(`${LABELS[g]} / pipe`, g, "pipe");
     ratio(`${LABELS[g]} / PgBouncer`, g, "pgbouncer");
   }
+  ratio("recording on / off (Gatehouse / recording off)", "gatehouse", "gatehouse-norec");
   ratio("Gatehouse audit file / :memory:", "gatehouse", "gatehouse-mem");
   ratio("alt checkout / Gatehouse", "gatehouse-alt", "gatehouse");
   ratio("alt checkout / pipe", "gatehouse-alt", "pipe");
@@ -289,6 +293,12 @@ async function main(): Promise<void> {
           const ep = { host: "127.0.0.1", port: g.port, database: "bench", user: "bench-agent", password: g.token };
           if (TARGETS.includes("gatehouse")) endpoints.set("gatehouse", { ...ep, sslmode: "disable" });
           if (TARGETS.includes("gatehouse-tls")) endpoints.set("gatehouse-tls", { ...ep, sslmode: "require" });
+        }),
+      );
+    if (TARGETS.includes("gatehouse-norec"))
+      starting.push(
+        startGatehouse(dir, database, { name: "gatehouse-norec", extra: { recording: { enabled: false } } }).then((g) => {
+          endpoints.set("gatehouse-norec", { host: "127.0.0.1", port: g.port, database: "bench", user: "bench-agent", password: g.token, sslmode: "disable" });
         }),
       );
     if (TARGETS.includes("gatehouse-mem"))

@@ -7,6 +7,47 @@ const errors = {
   "403": { description: "Not allowed", content: { "application/problem+json": { schema: problem } } },
 };
 
+const q = (name: string, description: string, schema: Record<string, unknown> = { type: "string" }) => ({ name, in: "query", description, schema });
+const auditFilters = [
+  q("principal", "Exact principal subject, or a case-insensitive substring of the display name"),
+  q("type", "Event type; a prefix when it ends with `.` or `*` (e.g. `review.`)"),
+  q("connection", "Connection name"),
+  q("session", "Session id"),
+  q("decision", "allow, deny, review…"),
+  q("rule", "Rule name"),
+  q("from", "From this time (inclusive): ISO 8601 or Unix ms"),
+  q("to", "Until this time (exclusive): ISO 8601 or Unix ms"),
+  q("text", "Case-insensitive substring of the event's data JSON"),
+];
+const auditErrors = { ...errors, "400": { description: "Bad filter or body", content: { "application/problem+json": { schema: problem } } } };
+const auditPaths = {
+  "/api/v1/audit/events": {
+    get: {
+      summary: "Search audit events (auditor groups; audited as audit.searched). Keyset paging: pass `next` as `cursor`",
+      parameters: [...auditFilters, q("cursor", "`next` from the previous page"), q("limit", "Page size (at most 1000, default 100)", { type: "integer" }), q("order", "desc (newest first, default) or asc", { enum: ["asc", "desc"] })],
+      responses: { "200": { description: "{ items: AuditEvent[], next: string | null }" }, ...auditErrors },
+    },
+  },
+  "/api/v1/audit/export": {
+    get: {
+      summary: "Export every matching event, oldest first, streamed, with SIEM field names (docs/audit.md); audited as audit.exported",
+      parameters: [...auditFilters, q("format", "jsonl (default) or csv", { enum: ["jsonl", "csv"] })],
+      responses: { "200": { description: "application/x-ndjson or text/csv" }, ...auditErrors },
+    },
+  },
+  "/api/v1/audit/verify": {
+    post: {
+      summary: "Verify the hash chain, its anchor and checkpoints (stored, and any given); audited as audit.verified",
+      requestBody: { content: { "application/json": { schema: { type: "object", properties: { checkpoint: { description: "Checkpoint file JSON (one or a list)" }, publicKeys: { type: "array", items: { type: "string", description: "Ed25519 public key PEM" } }, requireSigned: { type: "boolean" } } } } } },
+      responses: { "200": { description: "{ ok, checked, head, anchor, checkpoints, brokenAt, warnings }" }, ...auditErrors },
+    },
+  },
+  "/api/v1/audit/checkpoints": {
+    get: { summary: "Stored checkpoints, newest first, in the export format", parameters: [q("limit", "At most this many (default 100)", { type: "integer" })], responses: { "200": { description: "{ items: Checkpoint[] }" }, ...auditErrors } },
+    post: { summary: "Checkpoint the current head now (signed when audit.signingKey is set)", responses: { "200": { description: "The checkpoint" }, ...auditErrors } },
+  },
+};
+
 export function openApiDocument(version: string): Record<string, unknown> {
   return {
     openapi: "3.1.0",
@@ -44,6 +85,7 @@ export function openApiDocument(version: string): Record<string, unknown> {
       "/api/v1/reviews/{id}": { get: { summary: "One review: the exact operation, its classification, votes", parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }], responses: { "200": { description: "Review" }, "404": { description: "No such review" }, ...errors } } },
       "/api/v1/reviews/{id}/approve": { post: { summary: "Approve (members of the approver groups; not the requester; not service principals)", parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }], requestBody: { content: { "application/json": { schema: { type: "object", properties: { comment: { type: "string" } } } } } }, responses: { "200": { description: "The review after the vote" }, "409": { description: "Not pending, or already voted" }, ...errors } } },
       "/api/v1/reviews/{id}/deny": { post: { summary: "Deny (any single denial denies)", parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }], requestBody: { content: { "application/json": { schema: { type: "object", properties: { reason: { type: "string" } } } } } }, responses: { "200": { description: "The review after the vote" }, "409": { description: "Not pending, or already voted" }, ...errors } } },
+      ...auditPaths,
       "/api/v1/policy/check": {
         post: {
           summary: "Dry run: the Decision policy would give an operation",

@@ -32,6 +32,8 @@ export interface ApiDeps {
   version: string;
   /** Describe an operation for dry runs (classification happens in the protocol modules). */
   describe: (connection: Connection, input: { sql?: string | undefined }) => Operation;
+  /** Readiness checks besides the store ping: each returns why the gateway is not ready, or undefined. */
+  readiness?: Array<() => string | undefined>;
   /** Extra routes registered by other modules (reviews, sessions…). */
   routes?: Array<(app: FastifyInstance, ctx: ApiContext) => void>;
 }
@@ -88,6 +90,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const ok = await deps.store.ping();
     deps.metrics.storeUp.set({}, ok ? 1 : 0);
     if (!ok) return sendProblem(reply, problemOf(ERRORS.STORE_UNAVAILABLE, `store ${deps.store.description} does not answer`));
+    const failing = (deps.readiness ?? []).map((c) => c()).filter((x): x is string => x !== undefined);
+    deps.metrics.storeWritable.set({}, failing.length ? 0 : 1);
+    if (failing.length) return sendProblem(reply, problemOf(ERRORS.STORE_UNAVAILABLE, failing.join("; ")));
     return { status: "ready", store: deps.store.kind };
   });
   app.get("/metrics", async (_req, reply) => reply.type("text/plain; version=0.0.4").send(deps.metrics.registry.render()));

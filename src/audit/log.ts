@@ -5,15 +5,18 @@
 // one transaction, and each caller's promise settles only once its event is durable in the
 // store. The gate awaits that promise before forwarding an operation (fail closed).
 //
+// The hash itself is in chain.ts; verification (verifyChain, re-exported here) in verify.ts.
+//
 // Never: resolve an append that was not written, or log token material.
 
-import { createHash, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import { GatehouseError } from "../domain/errors.ts";
-import type { AuditEventsTable } from "../store/schema.ts";
 import type { Store } from "../store/store.ts";
+import { type AuditRecord, canonicalJson, GENESIS_HASH, hashEvent } from "./chain.ts";
 
-export const GENESIS_HASH = "0".repeat(64);
+export { type AuditRecord, canonicalJson, GENESIS_HASH, hashEvent } from "./chain.ts";
+export { type ChainVerification, type VerifyOptions, verifyChain } from "./verify.ts";
 
 export interface AuditEventInput {
   type: string;
@@ -23,35 +26,6 @@ export interface AuditEventInput {
   decision?: string | undefined;
   rule?: string | undefined;
   data?: Record<string, unknown>;
-}
-
-export type AuditRecord = AuditEventsTable;
-
-/** Canonical JSON: object keys sorted, so the hash does not depend on insertion order. */
-export function canonicalJson(v: unknown): string {
-  if (v === null || typeof v !== "object") return JSON.stringify(v) ?? "null";
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
-  const entries = Object.entries(v as Record<string, unknown>)
-    .filter(([, x]) => x !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(",")}}`;
-}
-
-export function hashEvent(e: Omit<AuditRecord, "hash">): string {
-  const body = canonicalJson({
-    seq: e.seq,
-    id: e.id,
-    at: e.at,
-    type: e.type,
-    principal_subject: e.principal_subject,
-    principal_name: e.principal_name,
-    connection: e.connection,
-    session_id: e.session_id,
-    decision: e.decision,
-    rule: e.rule,
-    data: e.data,
-  });
-  return createHash("sha256").update(e.prev_hash).update("\n").update(body).digest("hex");
 }
 
 interface Pending {
@@ -70,6 +44,8 @@ export class AuditLog {
   #flushing: Promise<void> | undefined;
   #scheduled = false;
   #now: () => number;
+  /** Set while the last write failed (readiness reports it), cleared by the next success. */
+  writeError: string | undefined;
   /** Observers (metrics, logs) of committed events. */
   onCommitted: ((records: AuditRecord[]) => void) | undefined;
 
@@ -169,44 +145,12 @@ export class AuditLog {
               return rows;
             });
       for (const [i, p] of batch.entries()) p.resolve(records[i]!);
+      this.writeError = undefined;
       this.onCommitted?.(records);
     } catch (e) {
+      this.writeError = (e as Error).message;
       const err = new GatehouseError("STORE_UNAVAILABLE", `audit write failed: ${(e as Error).message}`);
       for (const p of batch) p.reject(err);
     }
   }
-}
-
-export interface ChainVerification {
-  ok: boolean;
-  checked: number;
-  head?: { seq: number; hash: string };
-  /** First broken link, when not ok. */
-  brokenAt?: { seq: number; reason: string };
-}
-
-/** Walk the whole chain in sequence order and report the first broken link. */
-export async function verifyChain(store: Store, pageSize = 5000): Promise<ChainVerification> {
-  let prev = GENESIS_HASH;
-  let expectedSeq = 1;
-  let checked = 0;
-  let last: { seq: number; hash: string } | undefined;
-  for (;;) {
-    const rows = await store.db.selectFrom("audit_events").selectAll().where("seq", ">=", expectedSeq).orderBy("seq").limit(pageSize).execute();
-    if (!rows.length) break;
-    for (const r of rows) {
-      const seq = Number(r.seq);
-      if (seq !== expectedSeq) return { ok: false, checked, brokenAt: { seq: expectedSeq, reason: `event ${expectedSeq} is missing (next present is ${seq})` } };
-      if (r.prev_hash !== prev) return { ok: false, checked, brokenAt: { seq, reason: "prev_hash does not match the previous event's hash (deleted, inserted or reordered events)" } };
-      const { hash, ...rest } = r;
-      if (hashEvent({ ...rest, seq, at: Number(r.at) }) !== hash) return { ok: false, checked, brokenAt: { seq, reason: "event content does not match its hash (edited)" } };
-      prev = hash;
-      last = { seq, hash };
-      expectedSeq++;
-      checked++;
-    }
-  }
-  const result: ChainVerification = { ok: true, checked };
-  if (last) result.head = last;
-  return result;
 }

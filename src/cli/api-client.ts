@@ -39,6 +39,36 @@ export class ApiClient {
     if (!res.ok) throw problemToError(res.status, text);
     return (text ? JSON.parse(text) : undefined) as T;
   }
+
+  /** GET a streamed body (JSON Lines, casts) chunk by chunk; problems still become GatehouseErrors. */
+  async *stream(path: string): AsyncGenerator<Buffer> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.base}${path}`, { headers: { authorization: `Bearer ${this.#token}` } });
+    } catch (e) {
+      throw new GatehouseError("API_UNREACHABLE", `${this.base}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
+    }
+    if (!res.ok) throw problemToError(res.status, await res.text());
+    if (!res.body) return;
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) yield Buffer.from(chunk);
+  }
+
+  /** GET a JSON Lines stream, one parsed value per line. */
+  async *lines<T>(path: string): AsyncGenerator<T> {
+    let rest = "";
+    const utf8 = new TextDecoder("utf-8");
+    for await (const chunk of this.stream(path)) {
+      rest += utf8.decode(chunk, { stream: true });
+      let nl = rest.indexOf("\n");
+      while (nl >= 0) {
+        const line = rest.slice(0, nl);
+        rest = rest.slice(nl + 1);
+        if (line.trim()) yield JSON.parse(line) as T;
+        nl = rest.indexOf("\n");
+      }
+    }
+    if (rest.trim()) yield JSON.parse(rest) as T;
+  }
 }
 
 function problemToError(status: number, text: string): GatehouseError {

@@ -178,7 +178,7 @@ export const recordingSchema = z
     enabled: z.boolean().default(true).describe("Record every session byte for byte (both directions) with its decisions. Off only where the data must not be kept."),
     storage: z.enum(["store", "directory"]).default("store").describe("store: chunks in the store (SQLite/PostgreSQL); directory: one append-only file per session under `directory`."),
     directory: z.string().default("./data/recordings").describe("Where recordings go when storage is `directory`."),
-    maxSessionBytes: z.number().int().min(1024).default(256 * 1024 * 1024).describe("Bytes recorded per session (both directions); past it the recording stops and is marked truncated, the session goes on."),
+    maxSessionBytes: z.number().int().min(1024).default(256 * 1024 * 1024).describe("Bytes recorded per session (both directions); past it the byte frames stop and the recording is marked truncated (events go on within a small allowance); the session goes on."),
     flushInterval: duration.default(0.2).describe("How often buffered recording data is written (batched, off the forwarding path)."),
     retention: duration.default(30 * 86400).describe("Recordings older than this are pruned by the retention job (0 keeps them forever). Session rows and the audit trail stay."),
   })

@@ -75,6 +75,8 @@ export const ERRORS = {
   // audit trail
   AUDIT_SIGNING_KEY_INVALID: def("GH-AUDIT-001", 500, "F0000", "The audit signing key cannot be used", "audit.signingKey must reference an Ed25519 private key in PEM (create one with `openssl genpkey -algorithm ed25519`)."),
   AUDIT_CHECKPOINT_INVALID: def("GH-AUDIT-002", 400, "XX000", "The audit checkpoint is not valid", "The checkpoint file must be one printed by `gatehouse audit checkpoints` (JSON with seq, hash, at and optionally signature)."),
+  AUDIT_PUBLIC_KEY_INVALID: def("GH-AUDIT-003", 400, "XX000", "The public key for checkpoint signatures cannot be used", "Pass the Ed25519 public key in PEM (`openssl pkey -in signing.pem -pubout`), or the private key file itself."),
+  AUDIT_PRUNE_REFUSED: def("GH-AUDIT-004", 409, "XX000", "Audit events were not pruned because the chain they belong to does not verify", "Run `gatehouse audit verify --config F` and investigate the broken link it names; pruning never deletes evidence of tampering."),
   // API
   API_NOT_FOUND: def("GH-API-001", 404, "XX000", "No such resource", "Check the path against the OpenAPI document at /api/v1/openapi.json."),
   API_BAD_REQUEST: def("GH-API-002", 400, "XX000", "The request is invalid", "Fix the request fields listed in the problem details."),

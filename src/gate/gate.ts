@@ -13,6 +13,7 @@ import type { Operation } from "../domain/operation.ts";
 import type { Principal } from "../domain/principal.ts";
 import type { Review } from "../domain/review.ts";
 import type { Logger } from "../observability/logger.ts";
+import type { RecordingEvent } from "../recording/format.ts";
 import type { GatewayMetrics } from "../observability/metrics.ts";
 import type { PolicyEngine } from "../policy/engine.ts";
 import { bindingHash } from "../reviews/binding.ts";
@@ -68,6 +69,22 @@ export function auditOperation(op: Operation): Record<string, unknown> {
     if (op.sql.parseError !== undefined) out.parseError = op.sql.parseError;
   }
   return out;
+}
+
+/** The recording event for a verdict: which message, what was decided, and what happened. */
+export function verdictEvent(msg: number, op: Operation, v: Verdict): RecordingEvent {
+  const e: RecordingEvent = { type: "decision", msg, decision: v.decision.action, rule: v.decision.rule, forwarded: v.forward };
+  if (op.sql) e.kinds = op.sql.statements.map((x) => x.kind);
+  if (op.parameters) e.parameterCount = op.parameters.length;
+  if (v.review) {
+    e.reviewId = v.review.id;
+    e.reviewStatus = v.review.status;
+    const last = v.review.votes.at(-1);
+    if (last) e.decidedBy = last.displayName;
+  }
+  if (v.forward && v.replacement) e.replacement = v.replacement.text;
+  if (!v.forward) e.error = { code: v.error.code, message: v.error.message };
+  return e;
 }
 
 export class Gate {

@@ -21,13 +21,17 @@ export class GatewayRegistry {
 
   async start(now = Date.now()): Promise<{ interruptedSessions: string[] }> {
     await this.store.db.insertInto("gateways").values({ id: this.id, started_at: now, heartbeat_at: now, version: this.version, stopped_at: null }).execute();
-    const interruptedSessions = await this.interruptOrphans(now);
+    // A SQLite store belongs to one gateway process: whatever another process left active is
+    // orphaned now, without waiting for its heartbeat to go stale (a restart after kill -9 comes
+    // back within seconds). Shared PostgreSQL stores wait for staleness and sweep periodically.
+    const interruptedSessions = await this.interruptOrphans(now, this.store.kind === "sqlite");
     this.#timer = setInterval(() => {
       this.store.db
         .updateTable("gateways")
         .set({ heartbeat_at: Date.now() })
         .where("id", "=", this.id)
         .execute()
+        .then(() => this.interruptOrphans())
         .catch(() => {});
     }, HEARTBEAT_MS);
     this.#timer.unref();
@@ -35,15 +39,23 @@ export class GatewayRegistry {
   }
 
   /** Mark sessions of dead gateways interrupted; returns their ids. */
-  async interruptOrphans(now = Date.now()): Promise<string[]> {
-    const alive = this.store.db.selectFrom("gateways").select("id").where("heartbeat_at", ">", now - STALE_MS).where("stopped_at", "is", null);
+  async interruptOrphans(now = Date.now(), onlySelfAlive = false): Promise<string[]> {
+    const alive = onlySelfAlive
+      ? this.store.db.selectFrom("gateways").select("id").where("id", "=", this.id)
+      : this.store.db.selectFrom("gateways").select("id").where("heartbeat_at", ">", now - STALE_MS).where("stopped_at", "is", null);
     const orphans = await this.store.db.selectFrom("sessions").select(["id", "connection", "principal_subject"]).where("status", "=", "active").where("gateway_id", "not in", alive).execute();
     if (!orphans.length) return [];
     const ids = orphans.map((o) => o.id);
     for (let i = 0; i < ids.length; i += 500) {
       await this.store.db
         .updateTable("sessions")
-        .set({ status: "interrupted", end_reason: "the gateway stopped without closing the session", ended_at: sql<number>`coalesce(ended_at, ${now})` })
+        .set({
+          status: "interrupted",
+          end_reason: "the gateway stopped without closing the session",
+          ended_at: sql<number>`coalesce(ended_at, ${now})`,
+          // Readable up to the last flush; the status says it ends early.
+          rec_status: sql<string>`case when rec_status = 'recording' then 'interrupted' else rec_status end`,
+        })
         .where("id", "in", ids.slice(i, i + 500))
         .execute();
     }

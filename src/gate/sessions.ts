@@ -1,11 +1,13 @@
-// Session bookkeeping shared by every protocol engine: a row in the store and audit events at
-// open and close, plus the active-session gauge.
+// Session bookkeeping shared by every protocol engine: a row in the store, audit events at open
+// and close, the session's recorder, and the active-session gauge.
 
 import { randomUUID } from "node:crypto";
+import { GatehouseError } from "../domain/errors.ts";
 import type { AuditLog } from "../audit/log.ts";
 import type { Connection } from "../domain/connection.ts";
 import type { Principal } from "../domain/principal.ts";
 import type { GatewayMetrics } from "../observability/metrics.ts";
+import type { RecordingService, SessionRecorder } from "../recording/recorder.ts";
 import type { Store } from "../store/store.ts";
 
 export interface OpenSession {
@@ -13,6 +15,8 @@ export interface OpenSession {
   principal: Principal;
   connection: Connection;
   startedAt: number;
+  /** Undefined when recording is off. */
+  recorder: SessionRecorder | undefined;
 }
 
 export class SessionLog {
@@ -21,14 +25,22 @@ export class SessionLog {
     private readonly audit: AuditLog,
     private readonly metrics: GatewayMetrics,
     private readonly gatewayId: string,
+    private readonly recordings?: RecordingService,
   ) {}
 
   async open(principal: Principal, connection: Connection, clientAddr: string | undefined, details: Record<string, unknown> = {}): Promise<OpenSession> {
-    const s: OpenSession = { id: randomUUID(), principal, connection, startedAt: Date.now() };
+    const id = randomUUID();
+    const recorder = this.recordings?.start(id, { onFailure: connection.recording?.onFailure ?? "strict" });
+    const s: OpenSession = { id, principal, connection, startedAt: Date.now(), recorder };
     await this.store.db
       .insertInto("sessions")
-      .values({ id: s.id, principal_subject: principal.subject, principal_name: principal.displayName, principal_json: JSON.stringify(principal), connection: connection.name, protocol: connection.protocol, client_addr: clientAddr ?? null, gateway_id: this.gatewayId, started_at: s.startedAt, ended_at: null, status: "active", end_reason: null })
-      .execute();
+      .values({ id: s.id, principal_subject: principal.subject, principal_name: principal.displayName, principal_json: JSON.stringify(principal), connection: connection.name, protocol: connection.protocol, client_addr: clientAddr ?? null, gateway_id: this.gatewayId, started_at: s.startedAt, ended_at: null, status: "active", end_reason: null, rec_status: recorder ? "recording" : "none", rec_storage: recorder ? this.recordings!.storage : null })
+      .execute()
+      .catch((e: Error) => {
+        // Fail closed, and say why: a session that cannot be recorded does not start.
+        throw new GatehouseError("STORE_UNAVAILABLE", `cannot record the session: ${e.message}`);
+      });
+    recorder?.event({ type: "session.started", session: s.id, protocol: connection.protocol, connection: connection.name, principal: { subject: principal.subject, name: principal.displayName, kind: principal.kind }, client: clientAddr ?? null, ...details }, s.startedAt);
     await this.audit.append({
       type: "session.started",
       principal,
@@ -44,7 +56,13 @@ export class SessionLog {
   async close(s: OpenSession, reason: string): Promise<void> {
     this.metrics.sessionsActive.dec({ connection: s.connection.name });
     const now = Date.now();
-    await this.store.db.updateTable("sessions").set({ ended_at: now, status: "closed", end_reason: reason }).where("id", "=", s.id).execute();
+    let rec: { rec_status: string; rec_bytes: number } | undefined;
+    if (s.recorder) {
+      s.recorder.event({ type: "session.ended", reason }, now);
+      const r = await this.recordings!.finish(s.recorder);
+      rec = { rec_status: r.status, rec_bytes: r.bytes };
+    }
+    await this.store.db.updateTable("sessions").set({ ended_at: now, status: "closed", end_reason: reason, ...rec }).where("id", "=", s.id).execute();
     await this.audit.append({ type: "session.ended", principal: s.principal, connection: s.connection.name, sessionId: s.id, data: { reason, durationMs: now - s.startedAt } });
   }
 }

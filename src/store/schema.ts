@@ -16,7 +16,7 @@ export interface SessionsTable {
   ended_at: number | null;
   status: string;
   end_reason: string | null;
-  /** none | recording | complete | truncated | failed | pruned */
+  /** none | recording | complete | truncated | failed | interrupted | pruned */
   rec_status: Generated<string>;
   rec_bytes: Generated<number>;
   /** store | directory; null when not recorded. */

@@ -102,8 +102,10 @@ function postgresDialect(url: string, poolSize: number): { dialect: PostgresDial
     // sequence numbers, far below 2^53.
     types: { getTypeParser: (oid: number, format?: "text" | "binary") => (oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as "text")) } as pg.CustomTypesConfig,
   });
-  // An idle client losing its server must not crash the process; the next query reports it.
+  // A client losing its server must not crash the process, idle in the pool or checked out
+  // between two queries of a transaction: the query in flight or the next one reports it.
   pool.on("error", () => {});
+  pool.on("connect", (client) => client.on("error", () => {}));
   return { dialect: new PostgresDialect({ pool }), description: redactUrl(url) };
 }
 

@@ -21,10 +21,11 @@ import type { Decision } from "../../domain/decision.ts";
 import { GatehouseError } from "../../domain/errors.ts";
 import type { Operation, SqlStatement } from "../../domain/operation.ts";
 import type { Principal } from "../../domain/principal.ts";
-import type { Gate, GateSession } from "../../gate/gate.ts";
+import { type Gate, type GateSession, type Verdict, verdictEvent } from "../../gate/gate.ts";
 import type { OpenSession, SessionLog } from "../../gate/sessions.ts";
 import type { Logger } from "../../observability/logger.ts";
 import type { GatewayMetrics } from "../../observability/metrics.ts";
+import type { SessionRecorder } from "../../recording/recorder.ts";
 import { commitInSession, describeInSession, PreparedStatementRegistry, type SessionDescription } from "./classify/index.ts";
 import { backend, type BindMessage, bindParamFormat, FrontendDecoder, type FrontendMessage, frontendWriter, isProtocolError, parsePassword, type StartupMessage } from "./codec/index.ts";
 import { newMarker, ServerStream } from "./server-stream.ts";
@@ -149,6 +150,12 @@ class PgSession {
   /** Protocol-level prepared statements that need a review per execution (judged at Bind). */
   readonly #gated = new Map<string, { text: string; sql: SessionDescription; committed: boolean }>();
   #inbox: FrontendMessage[] = [];
+  /** A FATAL waiting for the end of the server message the client is inside; null once sent. */
+  #fatalFrame: Buffer | null | undefined;
+  /** The session's recorder (undefined before the session opens or when recording is off). */
+  #rec: SessionRecorder | undefined;
+  /** Index of the client message being handled, counted from the first after authentication (recording events refer to it). */
+  #msgIndex = -1;
   #inboxBytes = 0;
   #pumping = false;
   #toTarget: Buffer[] = [];
@@ -200,6 +207,13 @@ class PgSession {
     try {
       this.#session = await this.#d.sessions.open(principal, connection, this.#addr, { tls: this.#tls, clientUser: startup.parameters.user ?? null, application: startup.parameters.application_name ?? null });
       this.#gateSession = { id: this.#session.id, principal, connection };
+      this.#rec = this.#session.recorder;
+      if (this.#rec) {
+        this.#rec.onFatal = (err) => {
+          this.#endReason = "the session's recording failed";
+          this.#fatal(err);
+        };
+      }
       this.#target = await this.#d.agents.for(connection).openPostgres(connection, startup.parameters);
     } catch (e) {
       const err = toGatehouseError(e);
@@ -358,23 +372,38 @@ class PgSession {
     const dropped = Object.keys(startup.parameters).filter((k) => k === "options");
     if (dropped.length) hello.push(noticeFrame("Gatehouse does not pass the startup parameter `options` to the target", "Run SET statements instead; they are judged by policy like any other statement."));
     hello.push(backend.readyForQuery("I"));
-    this.#client.write(Buffer.concat(hello));
+    this.#toClient(Buffer.concat(hello));
 
     // target → client
     tsock.on("data", (chunk: Buffer) => {
+      if (this.#fatalFrame === null) return;
       const out = this.#stream.push(chunk);
-      for (const b of out) if (!this.#client.write(b)) tsock.pause();
+      const fatal = this.#fatalFrame;
+      if (fatal) {
+        // Ending: pass the server's bytes up to the FATAL, then nothing more.
+        const at = out.indexOf(fatal);
+        if (at < 0) {
+          for (const b of out) this.#toClient(b);
+          return;
+        }
+        for (const b of out.slice(0, at + 1)) this.#toClient(b);
+        this.#fatalFrame = null;
+        this.#client.end();
+        return;
+      }
+      for (const b of out) if (!this.#toClient(b)) tsock.pause();
     });
     this.#client.on("drain", () => tsock.resume());
     tsock.on("close", () => {
+      if (this.#fatalFrame) this.#client.end();
       if (this.#closed) return;
       this.#endReason = "the target closed the connection";
       const frames = this.#stream.inject(errorFrame(new GatehouseError("PG_TARGET_LOST"), "FATAL"));
-      for (const f of frames) this.#client.write(f);
+      for (const f of frames) this.#toClient(f);
       this.#client.end();
     });
     tsock.on("error", () => {});
-    for (const b of target.leftover) for (const o of this.#stream.push(b)) this.#client.write(o);
+    for (const b of target.leftover) for (const o of this.#stream.push(b)) this.#toClient(o);
     tsock.on("drain", () => {
       if (this.#inboxBytes < INBOX_LIMIT_BYTES) this.#client.resume();
     });
@@ -382,6 +411,7 @@ class PgSession {
 
     // client → target
     const onClientData = (chunk: Buffer) => {
+      this.#rec?.client(chunk);
       let msgs: FrontendMessage[];
       try {
         msgs = this.#decoder.push(chunk);
@@ -405,7 +435,8 @@ class PgSession {
     this.#client.once("end", gone);
     this.#client.once("close", gone);
     this.#client.on("error", () => {});
-    // Messages that arrived together with the password.
+    // Messages that arrived together with the password (and the start of one not complete yet).
+    if (this.#rec) this.#rec.client(Buffer.concat([...this.#inbox.map((m) => m.raw), this.#decoder.pendingBytes()]));
     if (this.#inbox.length) {
       for (const m of this.#inbox) this.#inboxBytes += m.raw.length;
       void this.#pump();
@@ -437,6 +468,12 @@ class PgSession {
     }
   }
 
+  /** Everything the client receives after authentication goes through here, so it is recorded. */
+  #toClient(b: Buffer): boolean {
+    this.#rec?.server(b);
+    return this.#client.write(b);
+  }
+
   #send(b: Buffer): void {
     this.#toTarget.push(b);
   }
@@ -451,6 +488,7 @@ class PgSession {
 
   /** Handle one client message; returns a promise only when the message must wait (judging). */
   #handle(m: FrontendMessage): Promise<void> | undefined {
+    this.#msgIndex++;
     switch (m.type) {
       case "Query":
         return this.#onQuery(m.query, m.raw);
@@ -482,7 +520,7 @@ class PgSession {
         this.#send(m.raw);
         return undefined;
       case "FunctionCall":
-        this.#refuseQuery(new GatehouseError("PG_UNSUPPORTED", "fastpath function calls cannot be judged; call the function from SQL"));
+        this.#refused(new GatehouseError("PG_UNSUPPORTED", "fastpath function calls cannot be judged; call the function from SQL"), "query");
         return undefined;
       case "Terminate":
         this.#endReason = "client terminated";
@@ -497,8 +535,9 @@ class PgSession {
     }
   }
 
-  #judge(op: Operation, decided?: Decision) {
-    return this.#d.gate.judge(this.#gateSession!, op, {
+  async #judge(op: Operation, decided?: Decision): Promise<Verdict> {
+    const msg = this.#msgIndex;
+    const v = await this.#d.gate.judge(this.#gateSession!, op, {
       signal: this.#abort.signal,
       onHeld: (review) => {
         const url = this.#d.gate.reviewUrl(review.id);
@@ -507,15 +546,18 @@ class PgSession {
           `Approvers: ${review.approvers.join(", ") || "(none configured)"}; expires ${new Date(review.expiresAt).toISOString()}.${url ? ` ${url}` : ""}`,
           `A reviewer runs: gatehouse reviews approve ${review.id}`,
         );
-        for (const f of this.#stream.inject(n)) this.#client.write(f);
+        for (const f of this.#stream.inject(n)) this.#toClient(f);
+        this.#rec?.event({ type: "review.held", msg, reviewId: review.id, rule: review.rule });
       },
     }, decided);
+    this.#rec?.event(verdictEvent(msg, op, v));
+    return v;
   }
 
   async #onQuery(text: string, raw: Buffer): Promise<void> {
     const sql = describeInSession(text, this.#prepared);
     const clash = this.#reusedGatedName(sql);
-    if (clash) return this.#refuseQuery(clash);
+    if (clash) return this.#refused(clash, "query");
     const v = await this.#judge({ protocol: "postgres", text, sql });
     if (!v.forward) return this.#refuseQuery(v.error);
     this.#cycles++;
@@ -532,7 +574,7 @@ class PgSession {
 
   #tellReplaced(text: string): void {
     const n = noticeFrame("Gatehouse: a reviewer modified this statement; the modified statement runs instead", text.length > 2000 ? `${text.slice(0, 2000)}…` : text);
-    for (const f of this.#stream.inject(n)) this.#client.write(f);
+    for (const f of this.#stream.inject(n)) this.#toClient(f);
   }
 
   /**
@@ -566,6 +608,13 @@ class PgSession {
     }
   }
 
+  /** A refusal that no policy decision made (protocol limits): recorded, then refused. */
+  #refused(err: GatehouseError, how: "query" | "extended"): void {
+    this.#rec?.event({ type: "refused", msg: this.#msgIndex, code: err.code, message: err.message });
+    if (how === "query") this.#refuseQuery(err);
+    else this.#refuseExtended(err);
+  }
+
   /** Replace a Query-cycle message with a marker Query; the server's error becomes `err`. */
   #refuseQuery(err: GatehouseError): void {
     const marker = newMarker();
@@ -585,7 +634,7 @@ class PgSession {
     const sql = describeInSession(text, this.#prepared);
     const op: Operation = { protocol: "postgres", text, sql };
     const clash = this.#reusedGatedName(sql, name);
-    if (clash) return this.#refuseExtended(clash);
+    if (clash) return this.#refused(clash, "extended");
     this.#gated.delete(name);
     this.#protocolStatements.delete(name);
     const remember = () => {
@@ -602,6 +651,7 @@ class PgSession {
     const deferToBind = sql.parseError === undefined && sql.statements.length === 1;
     const decision = this.#d.gate.decide(this.#gateSession!, op);
     if (deferToBind && decision.action === "review") {
+      this.#rec?.event({ type: "decision.deferred", msg: this.#msgIndex, decision: decision.action, rule: decision.rule, reason: "needs a review per execution; judged at Bind with its parameters" });
       this.#gated.set(name, { text, sql, committed: false });
       remember();
       this.#send(raw);
@@ -648,8 +698,18 @@ class PgSession {
     if (this.#closed) return;
     const sock = this.#client;
     const frame = errorFrame(e, "FATAL");
-    if (this.#target) for (const f of this.#stream.inject(frame)) sock.write(f);
-    else sock.write(frame);
+    this.#rec?.event({ type: "session.error", code: e.code, message: e.message });
+    if (this.#target && !this.#stream.atBoundary) {
+      // The client is inside one of the server's messages: the FATAL goes out where that message
+      // ends (the target relay cuts the stream there), never in the middle of it.
+      this.#fatalFrame = frame;
+      this.#stream.inject(frame);
+      this.#closed = true;
+      this.#closeTarget();
+      setTimeout(() => sock.destroy(), 2000).unref();
+      return;
+    }
+    this.#toClient(frame);
     sock.end();
     this.#closed = true;
     this.#closeTarget();

@@ -266,6 +266,12 @@ export abstract class FrameSplitter<T> {
     return this.headLen + this.partsLen;
   }
 
+  /** The bytes held for a frame that is not complete yet (a copy; empty when none). */
+  pendingBytes(): Buffer {
+    if (this.headLen === 0) return EMPTY;
+    return Buffer.concat([this.head.subarray(0, this.headLen), ...this.parts]);
+  }
+
   /** After a ProtocolError the stream cannot be resynchronised: every later push rethrows it. */
   get failed(): ProtocolError | null {
     return this.failure;
