@@ -103,7 +103,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.get("/api/v1/connections", async (req) => {
     await ctx.principal(req);
     return {
-      items: [...deps.connections.values()].map((c) => ({ name: c.name, protocol: c.protocol, agent: c.agent, labels: c.labels, description: c.description ?? null, policy: c.policy })),
+      items: [...deps.connections.values()].map((c) => ({ name: c.name, protocol: c.protocol, agent: c.agent, agents: c.agents, labels: c.labels, description: c.description ?? null, policy: c.policy })),
     };
   });
 

@@ -7,7 +7,8 @@ export function toConnection(c: ConnectionConfig): Connection {
   const conn: Connection = {
     name: c.name,
     protocol: c.protocol,
-    agent: c.agent,
+    agent: Array.isArray(c.agent) ? c.agent[0]! : c.agent,
+    agents: Array.isArray(c.agent) ? [...c.agent] : [c.agent],
     labels: c.labels,
     policy: {
       default: c.policy.default,

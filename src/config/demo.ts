@@ -22,6 +22,8 @@ export function demoConfigInput(target?: DemoTargetAddress): ConfigInput {
     },
     store: { url: `sqlite:${DEMO_DATA_DIR}/gatehouse.db` },
     api: { host: "127.0.0.1", port: 8080, adminGroups: ["gatehouse-admins"] },
+    // The demo's DBA also audits: replays recorded sessions and searches the audit trail.
+    audit: { auditorGroups: ["dba"] },
     listeners: { postgres: { host: "127.0.0.1", port: 15432 } },
     connections: target
       ? [

@@ -88,7 +88,10 @@ export const connectionSchema = z
   .object({
     name,
     protocol: z.enum(["postgres"]).describe("Target protocol (http and ssh arrive with their own gates)."),
-    agent: z.string().default("embedded").describe("Agent serving this connection; `embedded` is the in-process agent."),
+    agent: z
+      .union([name, z.array(name).min(1)])
+      .default("embedded")
+      .describe("Agent(s) serving this connection: `embedded` (the in-process agent, default) or the name(s) of network-resident agents (`gatehouse agents create NAME`); with several, sessions go to any connected one."),
     labels: z.record(z.string(), z.string()).default({}).describe("Free-form labels policies can match (e.g. env: prod)."),
     description: z.string().optional(),
     postgres: postgresTargetSchema.optional(),
@@ -104,6 +107,17 @@ export const connectionSchema = z
   .superRefine((c, ctx) => {
     if (c.protocol === "postgres" && !c.postgres) {
       ctx.addIssue({ code: "custom", path: ["postgres"], message: "a postgres connection needs a `postgres:` target (host, database, user)" });
+    }
+    const agents = Array.isArray(c.agent) ? c.agent : [c.agent];
+    const remote = agents.some((a) => a !== "embedded");
+    if (remote && agents.includes("embedded")) ctx.addIssue({ code: "custom", path: ["agent"], message: "a connection is served either by the embedded agent or by network-resident agents, not both" });
+    // In remote mode the gateway must never hold a target credential: only references, which
+    // the agent resolves in its own environment.
+    for (const key of ["password", "ca"] as const) {
+      const v = c.postgres?.[key];
+      if (remote && v !== undefined && !/^(env|file):./.test(v)) {
+        ctx.addIssue({ code: "custom", path: ["postgres", key], message: `a connection served by a network-resident agent takes \`${key}\` only as a reference the agent resolves (env:NAME or file:/path), never a literal value in the gateway's configuration` });
+      }
     }
   });
 

@@ -34,8 +34,10 @@ export interface PostgresTarget {
 export interface Connection {
   name: string;
   protocol: Protocol;
-  /** Agent serving this connection; `embedded` is the in-process agent. */
+  /** Agent serving this connection (the first of `agents`); `embedded` is the in-process agent. */
   agent: string;
+  /** Every agent that may serve it (availability); sessions go to any connected one. */
+  agents: string[];
   labels: Record<string, string>;
   description?: string;
   postgres?: PostgresTarget;

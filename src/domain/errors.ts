@@ -63,6 +63,11 @@ export const ERRORS = {
   PG_TOO_MANY_SESSIONS: def("GH-PG-008", 503, "53300", "The gateway has reached its session limit", "Close idle connections (use a pool with a sensible maximum) or ask an operator to raise listeners.postgres.maxSessions."),
   // agents
   AGENT_UNAVAILABLE: def("GH-AGENT-001", 503, "08006", "The agent serving this connection is not available", "Start (or reconnect) the agent named in the message; `gatehouse agents list` shows which agents are connected."),
+  AGENT_AUTH_FAILED: def("GH-AGENT-002", 401, "28000", "The agent's secret was not accepted", "Use the secret printed by `gatehouse agents create NAME` (GATEHOUSE_AGENT_TOKEN); a revoked agent needs a new one."),
+  AGENT_EXISTS: def("GH-AGENT-003", 409, "XX000", "An agent with this name already exists", "Pick another name, or `gatehouse agents revoke NAME` first and create it again for a new secret."),
+  AGENT_NOT_FOUND: def("GH-AGENT-004", 404, "XX000", "No such agent", "`gatehouse agents list` shows the agents this gateway knows."),
+  AGENT_VERSION_MISMATCH: def("GH-AGENT-005", 400, "XX000", "The agent and the gateway share no tunnel protocol version", "Upgrade the older of the two; the message names the versions each side speaks."),
+  AGENT_INSECURE_GATEWAY: def("GH-AGENT-006", 400, "XX000", "The agent refuses to send its secret over an unencrypted connection", "Use a wss:// (or https://) gateway URL; plain ws:// is accepted only to loopback, or with --allow-insecure on a network you trust."),
   REVIEW_MODIFY_DENIED: def("GH-REVIEW-008", 403, "42501", "The modified operation is denied by policy", "A reviewer cannot replace an operation with one that policy forbids; change the modification."),
   REVIEW_MODIFY_UNSUPPORTED: def("GH-REVIEW-009", 409, "0A000", "This review cannot be modified", "Statements sent with bound parameters (extended protocol) can be approved or denied, not rewritten; deny it with a reason instead."),
   // store

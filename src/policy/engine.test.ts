@@ -12,7 +12,7 @@ const agent: Principal = { subject: "t/agent", objectId: "agent", issuer: "i", d
 const human: Principal = { ...agent, subject: "t/alice", objectId: "alice", displayName: "alice", kind: "human", groups: ["dba"], roles: [] };
 
 function conn(over: Partial<Connection> = {}): Connection {
-  return { name: "pg-prod", protocol: "postgres", agent: "embedded", labels: { env: "prod" }, policy: { default: "deny", unparseable: "review", reviewMode: "hold", approvers: ["dba"], reviewExpiresSeconds: 3600, notify: [] }, ...over };
+  return { name: "pg-prod", protocol: "postgres", agent: "embedded", agents: ["embedded"], labels: { env: "prod" }, policy: { default: "deny", unparseable: "review", reviewMode: "hold", approvers: ["dba"], reviewExpiresSeconds: 3600, notify: [] }, ...over };
 }
 
 function stmt(kinds: SqlKind[], extra: Partial<SqlStatement> = {}): SqlStatement {

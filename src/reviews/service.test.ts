@@ -19,7 +19,7 @@ const alice = person("alice", ["dba"]);
 const bob = person("bob", ["dba"]);
 const carol = person("carol", ["dev"]);
 const root = person("root", ["breakglass"]);
-const conn: Connection = { name: "pg", protocol: "postgres", agent: "embedded", labels: {}, policy: { default: "deny", unparseable: "review", reviewMode: "hold", approvers: ["dba"], reviewExpiresSeconds: 60, notify: [] } };
+const conn: Connection = { name: "pg", protocol: "postgres", agent: "embedded", agents: ["embedded"], labels: {}, policy: { default: "deny", unparseable: "review", reviewMode: "hold", approvers: ["dba"], reviewExpiresSeconds: 60, notify: [] } };
 const op = (text: string, parameters?: (string | null)[]): Operation => ({ protocol: "postgres", text, ...(parameters ? { parameters } : {}) });
 const decision = (quorum = 1, mode: "hold" | "async" = "hold", expiresSeconds = 60): Decision => ({ action: "review", rule: "r", review: { approvers: ["dba"], quorum, expiresSeconds, mode, notify: [] } });
 

@@ -102,6 +102,17 @@ export interface MetaTable {
   value: string;
 }
 
+export interface AgentsTable {
+  name: string;
+  /** SHA-256 (hex) of the agent's secret; the secret itself is shown once and never stored. */
+  secret_hash: string;
+  created_at: number;
+  revoked_at: number | null;
+  last_seen_at: number | null;
+  last_address: string | null;
+  last_version: string | null;
+}
+
 export interface Database {
   sessions: SessionsTable;
   audit_events: AuditEventsTable;
@@ -111,4 +122,5 @@ export interface Database {
   recording_chunks: RecordingChunksTable;
   audit_checkpoints: AuditCheckpointsTable;
   audit_anchor: AuditAnchorTable;
+  agents: AgentsTable;
 }

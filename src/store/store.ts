@@ -15,11 +15,12 @@ import { GatehouseError } from "../domain/errors.ts";
 import * as m001 from "./migrations/001-initial.ts";
 import * as m002 from "./migrations/002-reviews-notify-modify-gateways.ts";
 import * as m003 from "./migrations/003-recordings-checkpoints.ts";
+import * as m004 from "./migrations/004-agents.ts";
 import type { Database } from "./schema.ts";
 
 export type StoreKind = "sqlite" | "postgres";
 
-const MIGRATIONS: Record<string, Migration> = { "001-initial": m001, "002-reviews-notify-modify-gateways": m002, "003-recordings-checkpoints": m003 };
+const MIGRATIONS: Record<string, Migration> = { "001-initial": m001, "002-reviews-notify-modify-gateways": m002, "003-recordings-checkpoints": m003, "004-agents": m004 };
 
 class StaticMigrations implements MigrationProvider {
   async getMigrations(): Promise<Record<string, Migration>> {
