@@ -7,6 +7,9 @@ import type { FastifyInstance } from "fastify";
 import { AgentRegistry, EmbeddedAgent } from "./agent/agent.ts";
 import { reviewRoutes } from "./api/reviews.ts";
 import { sessionRoutes } from "./api/sessions.ts";
+import { agentRoutes } from "./api/agents.ts";
+import { AgentDirectory } from "./tunnel/directory.ts";
+import { TunnelServer } from "./tunnel/server.ts";
 import { buildApi } from "./api/server.ts";
 import { AuditLog } from "./audit/log.ts";
 import { auditRoutes } from "./api/audit.ts";
@@ -86,6 +89,8 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
   const sessions = new SessionLog(store, audit, metrics, id, recordings);
   const agents = new AgentRegistry();
   agents.register(new EmbeddedAgent());
+  const agentDirectory = new AgentDirectory(store);
+  const tunnels = new TunnelServer({ directory: agentDirectory, registry: agents, connections, audit, metrics, logger });
 
   const stops: Array<() => Promise<void>> = [];
   const stopAll = async () => {
@@ -103,9 +108,12 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       stops.push(() => link.close());
     }
     const checkpointer = await Checkpointer.fromConfig(store, config.audit, { gatewayId: id, logger });
-    const api = await buildApi({ config, connections, verifier, policy, store, audit, metrics, logger, version: VERSION, describe: describeOperation, readiness: [() => (audit.writeError ? `the last audit write failed: ${audit.writeError}` : undefined), () => (recordings.healthy ? undefined : `the last recording write failed: ${recordings.lastError}`)], routes: [reviewRoutes(reviews), auditRoutes({ checkpointer }), sessionRoutes({ store, audit, sink: recordings.sink, auditorGroups: config.audit.auditorGroups })] });
+    const api = await buildApi({ config, connections, verifier, policy, store, audit, metrics, logger, version: VERSION, describe: describeOperation, readiness: [() => (audit.writeError ? `the last audit write failed: ${audit.writeError}` : undefined), () => (recordings.healthy ? undefined : `the last recording write failed: ${recordings.lastError}`)], routes: [reviewRoutes(reviews), agentRoutes({ tunnels, directory: agentDirectory, audit, adminGroups: config.api.adminGroups }), auditRoutes({ checkpointer }), sessionRoutes({ store, audit, sink: recordings.sink, auditorGroups: config.audit.auditorGroups })] });
     await api.listen({ host: config.api.host, port: config.api.port });
     stops.push(() => api.close());
+    // Agents dial in on the API listener; their tunnels close after the sessions using them.
+    tunnels.attach(api.server);
+    stops.push(() => tunnels.close());
     const addr = api.server.address();
     const port = typeof addr === "object" && addr ? addr.port : config.api.port;
     const apiUrl = `http://${config.api.host.includes(":") ? `[${config.api.host}]` : config.api.host}:${port}`;

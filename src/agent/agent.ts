@@ -8,6 +8,8 @@ import { SecretResolver } from "./secrets.ts";
 
 export interface Agent {
   readonly name: string;
+  /** False while a network-resident agent has no tunnel open (embedded: always available). */
+  readonly connected?: boolean;
   /** Open an authenticated session to the connection's PostgreSQL target. */
   openPostgres(connection: Connection, clientParameters: Record<string, string>): Promise<PostgresTargetSession>;
   /** Deliver a CancelRequest for a session this agent opened. */
@@ -32,16 +34,25 @@ export class EmbeddedAgent implements Agent {
 
 export class AgentRegistry {
   #agents = new Map<string, Agent>();
+  #rotate = 0;
   register(agent: Agent): void {
     this.#agents.set(agent.name, agent);
   }
   unregister(name: string): void {
     this.#agents.delete(name);
   }
-  /** The agent serving a connection, or GH-AGENT-001 naming it. */
+  get(name: string): Agent | undefined {
+    return this.#agents.get(name);
+  }
+  /** An available agent serving the connection (rotating among several), or GH-AGENT-001 naming them. */
   for(connection: Connection): Agent {
-    const a = this.#agents.get(connection.agent);
-    if (!a) throw new GatehouseError("AGENT_UNAVAILABLE", `agent "${connection.agent}" (serving connection ${connection.name}) is not connected`);
-    return a;
+    const names = connection.agents ?? [connection.agent];
+    const available = names.map((n) => this.#agents.get(n)).filter((a): a is Agent => !!a && a.connected !== false);
+    if (!available.length) {
+      const msg = names.length === 1 ? `agent "${names[0]}" (serving connection ${connection.name}) is not connected` : `none of the agents ${names.map((n) => `"${n}"`).join(", ")} (serving connection ${connection.name}) is connected`;
+      throw new GatehouseError("AGENT_UNAVAILABLE", msg);
+    }
+    this.#rotate = (this.#rotate + 1) % available.length;
+    return available[this.#rotate]!;
   }
 }

@@ -130,6 +130,7 @@ export function createGatewayMetrics() {
     recordingFailures: registry.register(new Counter("gatehouse_recording_write_failures_total", "Recording flushes that failed, by storage.")),
     recordingsTruncated: registry.register(new Counter("gatehouse_recordings_truncated_total", "Recordings that reached recording.maxSessionBytes.")),
     storeWritable: registry.register(new Gauge("gatehouse_store_writable", "1 when the last audit and recording writes succeeded, 0 after a failed write until one succeeds.")),
+    agentsConnected: registry.register(new Gauge("gatehouse_agents_connected", "Open tunnels per network-resident agent.")),
     gateSeconds: registry.register(new Histogram("gatehouse_gate_seconds", "Time the gate adds per operation (classify + decide + audit), by connection.", [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1])),
   };
 }

@@ -18,6 +18,10 @@ export interface MuxOptions {
   onControl(frame: Frame & { body: Record<string, unknown> }): void;
   /** The tunnel closed; every stream has been reset with `reason`. */
   onClosed?(reason: GatehouseError): void;
+  /** The peer's PING body (agents report their health in it). */
+  onPing?(body: Record<string, unknown>): void;
+  /** What this side puts in its PINGs. */
+  pingBody?(): Record<string, unknown>;
 }
 
 export class Mux implements StreamSink {
@@ -103,6 +107,7 @@ export class Mux implements StreamSink {
         this.streams.get(f.stream)?.onReset(new GatehouseError("PG_TARGET_LOST", `the agent reset the stream: ${String(f.body.reason ?? "")}`));
         return;
       case "PING":
+        this.#o.onPing?.(f.body);
         this.control("PONG", { t: f.body.t ?? null });
         return;
       case "PONG":
@@ -119,7 +124,7 @@ export class Mux implements StreamSink {
       return;
     }
     try {
-      this.control("PING", { t: Date.now() });
+      this.control("PING", { ...this.#o.pingBody?.(), t: Date.now() });
     } catch {
       /* closing */
     }

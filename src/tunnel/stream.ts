@@ -37,7 +37,7 @@ export class TunnelStream extends Duplex {
   closeReason: GatehouseError | undefined;
 
   constructor(id: number, sink: StreamSink, window: number) {
-    super({ allowHalfOpen: true, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
+    super({ allowHalfOpen: false, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
     this.id = id;
     this.#sink = sink;
     this.#window = window;

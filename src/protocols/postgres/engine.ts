@@ -397,8 +397,10 @@ class PgSession {
     tsock.on("close", () => {
       if (this.#fatalFrame) this.#client.end();
       if (this.#closed) return;
-      this.#endReason = "the target closed the connection";
-      const frames = this.#stream.inject(errorFrame(new GatehouseError("PG_TARGET_LOST"), "FATAL"));
+      // A tunnel stream says why it ended (e.g. the remote agent disconnected, naming it).
+      const why = (tsock as { closeReason?: GatehouseError }).closeReason ?? new GatehouseError("PG_TARGET_LOST");
+      this.#endReason = why.code === "GH-PG-005" ? "the target closed the connection" : why.message;
+      const frames = this.#stream.inject(errorFrame(why, "FATAL"));
       for (const f of frames) this.#toClient(f);
       this.#client.end();
     });

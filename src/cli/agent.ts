@@ -1,0 +1,40 @@
+// `gatehouse agent --gateway URL --token SECRET`: run a network-resident agent. It dials out to
+// the gateway, holds the targets' credentials (resolved from env:/file: references in its own
+// environment) and serves the sessions of the connections that name it, until SIGTERM/SIGINT.
+
+import { readFileSync } from "node:fs";
+import type { Command } from "commander";
+import { GatehouseError } from "../domain/errors.ts";
+import { createLogger } from "../observability/logger.ts";
+import { AgentClient } from "../tunnel/agent-client.ts";
+import { VERSION } from "../version.ts";
+import { action } from "./output.ts";
+
+export function register(program: Command): void {
+  program
+    .command("agent")
+    .description("run a network-resident agent that dials out to the gateway and holds the targets' credentials")
+    .option("--gateway <url>", "the gateway's API URL, e.g. https://gatehouse.example.com (default: $GATEHOUSE_GATEWAY)")
+    .option("--token <secret>", "the agent's secret from `gatehouse agents create` (default: $GATEHOUSE_AGENT_TOKEN; prefer the variable: arguments show in ps)")
+    .option("--ca <file>", "CA bundle (PEM) to verify the gateway's certificate")
+    .option("--allow-insecure", "allow ws:// / http:// to a non-loopback gateway (the secret travels in clear: trusted networks only)")
+    .option("--log-level <level>", "trace, debug, info, warn, error", process.env.GATEHOUSE_LOG_LEVEL ?? "info")
+    .action(
+      action(async (o: { gateway?: string; token?: string; ca?: string; allowInsecure?: boolean; logLevel: string }) => {
+        const gateway = o.gateway ?? process.env.GATEHOUSE_GATEWAY;
+        const token = o.token ?? process.env.GATEHOUSE_AGENT_TOKEN;
+        if (!gateway) throw new GatehouseError("CONFIG_INVALID", "give --gateway URL (or set GATEHOUSE_GATEWAY)");
+        if (!token) throw new GatehouseError("AGENT_AUTH_FAILED", "give the agent's secret in GATEHOUSE_AGENT_TOKEN (or --token)");
+        const logger = createLogger(o.logLevel as "info");
+        const client = new AgentClient({ gateway, token, logger, version: VERSION, ...(o.ca ? { ca: readFileSync(o.ca, "utf8") } : {}), ...(o.allowInsecure ? { allowInsecure: true } : {}) });
+        client.start();
+        logger.info({ gateway, version: VERSION }, "agent started");
+        await new Promise<void>((resolve) => {
+          process.once("SIGTERM", () => resolve());
+          process.once("SIGINT", () => resolve());
+        });
+        logger.info({}, "agent stopping");
+        await client.stop();
+      }),
+    );
+}

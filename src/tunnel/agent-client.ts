@@ -1,0 +1,242 @@
+// The agent process's end of the tunnel: dial OUT to the gateway (no inbound port in the private
+// network), introduce itself, and serve the gateway's OPENs by logging in to targets with
+// credentials resolved here — the only place they exist. Reconnects with jittered exponential
+// backoff; reports its health in heartbeats.
+//
+// Never: send a resolved credential to the gateway, or send the agent secret over plaintext to a
+// host that is not loopback (unless told to on a trusted network).
+
+import { hostname } from "node:os";
+import type { Socket } from "node:net";
+import WebSocket from "ws";
+import { cancelPostgresTarget, openPostgresTarget, TargetError } from "../agent/postgres.ts";
+import { SecretResolver } from "../agent/secrets.ts";
+import { postgresTargetSchema } from "../config/schema.ts";
+import { GatehouseError } from "../domain/errors.ts";
+import type { Logger } from "../observability/logger.ts";
+import { type Frame, MAX_FRAME_BYTES, MIN_TUNNEL_VERSION, TUNNEL_VERSION } from "./frames.ts";
+import { Mux } from "./mux.ts";
+import { TUNNEL_PATH } from "./server.ts";
+import type { TunnelStream } from "./stream.ts";
+
+export interface AgentClientOptions {
+  /** The gateway's API URL (http/https) or the tunnel URL itself (ws/wss). */
+  gateway: string;
+  token: string;
+  logger: Logger;
+  version: string;
+  secrets?: SecretResolver;
+  /** PEM CA bundle to verify a gateway with a private CA. */
+  ca?: string;
+  allowInsecure?: boolean;
+  /** Backoff bounds (ms). */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export type AgentState = "connecting" | "connected" | "waiting";
+
+function isLoopbackHost(h: string): boolean {
+  return h === "localhost" || h === "[::1]" || h === "::1" || h.startsWith("127.");
+}
+
+/** The tunnel URL for a gateway address; refuses plaintext to anything but loopback unless allowed. */
+export function tunnelUrl(gateway: string, allowInsecure = false): string {
+  let u: URL;
+  try {
+    u = new URL(gateway);
+  } catch {
+    throw new GatehouseError("CONFIG_INVALID", `--gateway "${gateway}" is not a URL (e.g. https://gatehouse.example.com)`);
+  }
+  const map: Record<string, string> = { "http:": "ws:", "https:": "wss:", "ws:": "ws:", "wss:": "wss:" };
+  const proto = map[u.protocol];
+  if (!proto) throw new GatehouseError("CONFIG_INVALID", `--gateway must be an http(s):// or ws(s):// URL, not ${u.protocol}`);
+  if (proto === "ws:" && !allowInsecure && !isLoopbackHost(u.hostname)) throw new GatehouseError("AGENT_INSECURE_GATEWAY", `${u.host} is not loopback`);
+  u.protocol = proto;
+  if (u.pathname === "/" || u.pathname === "") u.pathname = TUNNEL_PATH;
+  return u.toString();
+}
+
+export class AgentClient {
+  readonly #o: AgentClientOptions;
+  readonly #url: string;
+  readonly #secrets: SecretResolver;
+  #mux: Mux | undefined;
+  #ws: WebSocket | undefined;
+  #attempt = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  #started = Date.now();
+  #served = 0;
+  state: AgentState = "waiting";
+  /** Connections the gateway said this agent serves (from WELCOME). */
+  connections: string[] = [];
+  onState: ((s: AgentState) => void) | undefined;
+
+  constructor(o: AgentClientOptions) {
+    this.#o = o;
+    this.#url = tunnelUrl(o.gateway, o.allowInsecure);
+    this.#secrets = o.secrets ?? new SecretResolver();
+  }
+
+  start(): void {
+    this.#connect();
+  }
+
+  #set(s: AgentState): void {
+    this.state = s;
+    this.onState?.(s);
+  }
+
+  #connect(): void {
+    if (this.#stopped) return;
+    this.#set("connecting");
+    const ws = new WebSocket(this.#url, { headers: { authorization: `Bearer ${this.#o.token}` }, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, handshakeTimeout: 10_000, ...(this.#o.ca ? { ca: this.#o.ca } : {}) });
+    this.#ws = ws;
+    ws.on("unexpected-response", (_req, res) => {
+      let body = "";
+      res.on("data", (d: Buffer) => (body += d.toString("utf8")));
+      res.on("end", () => {
+        let detail = body.slice(0, 300);
+        try {
+          const p = JSON.parse(body) as { code?: string; detail?: string };
+          detail = `${p.code ?? ""} ${p.detail ?? ""}`.trim();
+        } catch {
+          /* not problem+json */
+        }
+        this.#o.logger.error({ status: res.statusCode, detail }, res.statusCode === 401 ? "the gateway refused this agent's secret (GH-AGENT-002); check GATEHOUSE_AGENT_TOKEN — retrying with backoff" : "the gateway refused the tunnel");
+        ws.terminate();
+      });
+    });
+    ws.on("error", (e) => this.#o.logger.warn({ err: e.message, gateway: this.#url }, "tunnel error"));
+    ws.on("open", () => {
+      const mux = new Mux(ws, {
+        window: 1 << 20,
+        heartbeatMs: 10_000,
+        pingBody: () => ({ health: { streams: mux.streams.size, served: this.#served, uptimeSeconds: Math.round((Date.now() - this.#started) / 1000), rssBytes: process.memoryUsage().rss } }),
+        onControl: (f) => this.#onControl(mux, f),
+        onClosed: (reason) => {
+          this.#o.logger.warn({ reason: reason.message }, "tunnel closed");
+        },
+      });
+      this.#mux = mux;
+      mux.control("HELLO", { versions: [MIN_TUNNEL_VERSION, TUNNEL_VERSION], agent: hostname(), software: this.#o.version, node: process.version, capabilities: ["postgres", "cancel", "health"] });
+    });
+    ws.on("close", () => {
+      this.#mux = undefined;
+      if (this.#stopped) return;
+      this.#set("waiting");
+      const cap = this.#o.maxBackoffMs ?? 30_000;
+      const base = Math.min(cap, (this.#o.minBackoffMs ?? 500) * 2 ** Math.min(this.#attempt, 16));
+      // Full jitter in [base/2, base]: agents restarted together do not reconnect in lockstep.
+      const delay = Math.round(base / 2 + (Math.random() * base) / 2);
+      this.#attempt++;
+      this.#o.logger.info({ inMs: delay, attempt: this.#attempt }, "reconnecting to the gateway");
+      this.#timer = setTimeout(() => this.#connect(), delay);
+    });
+  }
+
+  #onControl(mux: Mux, f: Frame & { body: Record<string, unknown> }): void {
+    switch (f.type) {
+      case "WELCOME":
+        this.#attempt = 0;
+        this.connections = Array.isArray(f.body.connections) ? (f.body.connections as string[]) : [];
+        this.#o.logger.info({ gateway: this.#url, agent: f.body.agent, version: f.body.version, connections: this.connections }, "connected to the gateway");
+        this.#set("connected");
+        return;
+      case "OPEN":
+        void this.#open(mux, f);
+        return;
+      case "CANCEL":
+        void this.#cancel(f.body);
+        return;
+      case "GOODBYE":
+        this.#o.logger.warn({ code: f.body.code, reason: f.body.reason }, "the gateway closed the tunnel");
+        return;
+      default:
+        mux.close(new GatehouseError("AGENT_UNAVAILABLE", `unexpected ${f.type} from the gateway`), 1002);
+    }
+  }
+
+  async #open(mux: Mux, f: Frame & { body: Record<string, unknown> }): Promise<void> {
+    let stream: TunnelStream;
+    try {
+      stream = mux.adopt(f.stream);
+    } catch (e) {
+      mux.close(new GatehouseError("AGENT_UNAVAILABLE", (e as Error).message), 1002);
+      return;
+    }
+    const b = f.body;
+    const fail = (message: string, sqlstate = "08006") => {
+      this.#o.logger.warn({ connection: b.connection, err: message }, "cannot open target");
+      try {
+        mux.control("OPEN_FAILED", { message, sqlstate }, f.stream);
+      } catch {
+        /* tunnel gone */
+      }
+      mux.forget(f.stream);
+    };
+    if (b.protocol !== "postgres") return fail(`protocol ${String(b.protocol)} is not supported by this agent`, "0A000");
+    const target = postgresTargetSchema.safeParse(b.target);
+    if (!target.success) return fail(`the gateway sent no usable target for ${String(b.connection)}`);
+    const clientParameters = b.clientParameters && typeof b.clientParameters === "object" ? (b.clientParameters as Record<string, string>) : {};
+    let t: Awaited<ReturnType<typeof openPostgresTarget>>;
+    try {
+      t = await openPostgresTarget(target.data, this.#secrets, { clientParameters });
+    } catch (e) {
+      return fail(e instanceof TargetError ? e.message : (e as Error).message, e instanceof TargetError ? e.sqlstate : "08006");
+    }
+    if (stream.destroyed || mux.closed) {
+      t.socket.destroy();
+      return;
+    }
+    this.#served++;
+    mux.control(
+      "OPENED",
+      {
+        parameterFrames: t.parameterFrames.map((x) => x.toString("base64")),
+        parameters: Object.fromEntries(t.parameters),
+        backendKey: { processId: t.backendKey.processId, secretKey: t.backendKey.secretKey.toString("base64") },
+        leftover: t.leftover.map((x) => x.toString("base64")),
+        tls: t.tls,
+      },
+      f.stream,
+    );
+    bridge(t.socket, stream);
+  }
+
+  async #cancel(b: Record<string, unknown>): Promise<void> {
+    const target = postgresTargetSchema.safeParse(b.target);
+    if (!target.success || typeof b.processId !== "number" || typeof b.secretKey !== "string") return;
+    await cancelPostgresTarget(target.data, { processId: b.processId, secretKey: Buffer.from(b.secretKey, "base64") }).catch((e) => this.#o.logger.warn({ err: (e as Error).message }, "cannot deliver a cancel request"));
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    const mux = this.#mux;
+    if (mux && !mux.closed) {
+      try {
+        mux.control("GOODBYE", { reason: "the agent is shutting down" });
+      } catch {
+        /* closing */
+      }
+      mux.close(new GatehouseError("AGENT_UNAVAILABLE", "the agent is shutting down"));
+    } else this.#ws?.terminate();
+  }
+}
+
+/** Target socket ↔ tunnel stream, with backpressure both ways and endings propagated. */
+function bridge(target: Socket, stream: TunnelStream): void {
+  target.on("error", () => {});
+  stream.on("error", () => {});
+  target.pipe(stream);
+  stream.pipe(target);
+  target.once("close", () => {
+    if (!stream.destroyed && !stream.writableEnded) stream.destroy();
+  });
+  stream.once("close", () => {
+    if (!target.destroyed) target.destroy();
+  });
+  target.resume();
+}

@@ -1,0 +1,110 @@
+// The gateway's view of a network-resident agent: the tunnels it has open (one per agent process;
+// several processes may share a name), and the Agent interface the engines use — opening a target
+// session is an OPEN on a new stream, answered by the agent once it has logged in to the target.
+
+import type { Agent } from "../agent/agent.ts";
+import type { PostgresTargetSession } from "../agent/postgres.ts";
+import type { Connection } from "../domain/connection.ts";
+import { GatehouseError } from "../domain/errors.ts";
+import type { Frame } from "./frames.ts";
+import type { Mux } from "./mux.ts";
+
+/** How long an agent may take to dial and log in to a target. */
+const OPEN_TIMEOUT_MS = 20_000;
+
+export interface TunnelInfo {
+  id: string;
+  address: string | null;
+  version: string | null;
+  protocolVersion: number;
+  connectedAt: number;
+  health: Record<string, unknown>;
+}
+
+export class TunnelLink {
+  readonly mux: Mux;
+  readonly info: TunnelInfo;
+  readonly #opens = new Map<number, { resolve: (b: Record<string, unknown>) => void; reject: (e: GatehouseError) => void }>();
+
+  constructor(mux: Mux, info: TunnelInfo) {
+    this.mux = mux;
+    this.info = info;
+  }
+
+  get streams(): number {
+    return this.mux.streams.size;
+  }
+
+  /** OPENED / OPEN_FAILED for one of our streams. */
+  onOpenResult(f: Frame & { body: Record<string, unknown> }): void {
+    const p = this.#opens.get(f.stream);
+    if (!p) return;
+    this.#opens.delete(f.stream);
+    if (f.type === "OPENED") p.resolve(f.body);
+    else p.reject(new GatehouseError("PG_TARGET_UNAVAILABLE", `${String(f.body.message ?? "the agent could not open the target")}`, { sqlstate: f.body.sqlstate }));
+  }
+
+  /** The tunnel closed: every open still waiting fails. */
+  failOpens(reason: GatehouseError): void {
+    for (const p of this.#opens.values()) p.reject(reason);
+    this.#opens.clear();
+  }
+
+  async openPostgres(connection: Connection, clientParameters: Record<string, string>, agentName: string): Promise<PostgresTargetSession> {
+    const stream = this.mux.newStream();
+    const opened = new Promise<Record<string, unknown>>((resolve, reject) => this.#opens.set(stream.id, { resolve, reject }));
+    const timer = setTimeout(() => this.#opens.get(stream.id)?.reject(new GatehouseError("AGENT_UNAVAILABLE", `agent "${agentName}" did not open ${connection.name} within ${OPEN_TIMEOUT_MS / 1000} s`)), OPEN_TIMEOUT_MS);
+    try {
+      // The target as configured: host, port, database, user and credential *references*; the
+      // agent resolves them in its own environment.
+      this.mux.control("OPEN", { connection: connection.name, protocol: "postgres", target: connection.postgres ?? null, clientParameters }, stream.id);
+      const b = await opened;
+      const key = b.backendKey as { processId: number; secretKey: string };
+      return {
+        socket: stream as unknown as PostgresTargetSession["socket"],
+        parameterFrames: (b.parameterFrames as string[]).map((x) => Buffer.from(x, "base64")),
+        parameters: new Map(Object.entries(b.parameters as Record<string, string>)),
+        backendKey: { processId: key.processId, secretKey: Buffer.from(key.secretKey, "base64") },
+        leftover: (b.leftover as string[]).map((x) => Buffer.from(x, "base64")),
+        tls: b.tls === true,
+      };
+    } catch (e) {
+      this.#opens.delete(stream.id);
+      stream.destroy();
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** All tunnels of one agent name; sessions are spread over them. */
+export class RemoteAgent implements Agent {
+  readonly name: string;
+  readonly links = new Set<TunnelLink>();
+  #next = 0;
+
+  constructor(name: string) {
+    this.name = name;
+  }
+
+  get connected(): boolean {
+    return [...this.links].some((l) => !l.mux.closed);
+  }
+
+  #pick(): TunnelLink {
+    const live = [...this.links].filter((l) => !l.mux.closed);
+    if (!live.length) throw new GatehouseError("AGENT_UNAVAILABLE", `agent "${this.name}" is not connected`);
+    // Fewest open streams first; ties rotate.
+    this.#next = (this.#next + 1) % live.length;
+    return live.map((l, i) => ({ l, k: l.streams * live.length + ((i + this.#next) % live.length) })).sort((a, b) => a.k - b.k)[0]!.l;
+  }
+
+  openPostgres(connection: Connection, clientParameters: Record<string, string>): Promise<PostgresTargetSession> {
+    return this.#pick().openPostgres(connection, clientParameters, this.name);
+  }
+
+  async cancelPostgres(connection: Connection, key: { processId: number; secretKey: Buffer }): Promise<void> {
+    this.#pick().mux.control("CANCEL", { connection: connection.name, target: connection.postgres ?? null, processId: key.processId, secretKey: key.secretKey.toString("base64") });
+  }
+}
