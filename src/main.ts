@@ -3,6 +3,7 @@
 
 import { randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
+import { createSecureContext } from "node:tls";
 import type { FastifyInstance } from "fastify";
 import { AgentRegistry, EmbeddedAgent } from "./agent/agent.ts";
 import { reviewRoutes } from "./api/reviews.ts";
@@ -58,6 +59,17 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
+async function resolveApiTls(t: { cert: string; key: string }): Promise<{ cert: string; key: string }> {
+  const secrets = new SecretResolver();
+  const pair = { cert: await secrets.resolve(t.cert), key: await secrets.resolve(t.key) };
+  try {
+    createSecureContext({ ...pair, minVersion: "TLSv1.2" });
+  } catch (e) {
+    throw new GatehouseError("CONFIG_INVALID", `api.tls: the certificate or key is not usable PEM (${(e as Error).message})`);
+  }
+  return pair;
+}
+
 export async function startGateway(config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
   const logger = opts.logger ?? createLogger(config.logging.level);
   const id = opts.gatewayId ?? randomUUID();
@@ -90,7 +102,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
   const agents = new AgentRegistry();
   agents.register(new EmbeddedAgent());
   const agentDirectory = new AgentDirectory(store);
-  const tunnels = new TunnelServer({ directory: agentDirectory, registry: agents, connections, audit, metrics, logger });
+  const tunnels = new TunnelServer({ directory: agentDirectory, verifier, tokenAgents: new Map(config.agents.flatMap((a) => a.clientIds.map((id) => [id, a.name] as const))), registry: agents, connections, audit, metrics, logger });
 
   const stops: Array<() => Promise<void>> = [];
   const stopAll = async () => {
@@ -108,7 +120,8 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       stops.push(() => link.close());
     }
     const checkpointer = await Checkpointer.fromConfig(store, config.audit, { gatewayId: id, logger });
-    const api = await buildApi({ config, connections, verifier, policy, store, audit, metrics, logger, version: VERSION, describe: describeOperation, readiness: [() => (audit.writeError ? `the last audit write failed: ${audit.writeError}` : undefined), () => (recordings.healthy ? undefined : `the last recording write failed: ${recordings.lastError}`)], routes: [reviewRoutes(reviews), agentRoutes({ tunnels, directory: agentDirectory, audit, adminGroups: config.api.adminGroups }), auditRoutes({ checkpointer }), sessionRoutes({ store, audit, sink: recordings.sink, auditorGroups: config.audit.auditorGroups })] });
+    const apiTls = config.api.tls ? await resolveApiTls(config.api.tls) : undefined;
+    const api = await buildApi({ tls: apiTls, config, connections, verifier, policy, store, audit, metrics, logger, version: VERSION, describe: describeOperation, readiness: [() => (audit.writeError ? `the last audit write failed: ${audit.writeError}` : undefined), () => (recordings.healthy ? undefined : `the last recording write failed: ${recordings.lastError}`)], routes: [reviewRoutes(reviews), agentRoutes({ tunnels, directory: agentDirectory, audit, adminGroups: config.api.adminGroups }), auditRoutes({ checkpointer }), sessionRoutes({ store, audit, sink: recordings.sink, auditorGroups: config.audit.auditorGroups })] });
     await api.listen({ host: config.api.host, port: config.api.port });
     stops.push(() => api.close());
     // Agents dial in on the API listener; their tunnels close after the sessions using them.
@@ -116,7 +129,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     stops.push(() => tunnels.close());
     const addr = api.server.address();
     const port = typeof addr === "object" && addr ? addr.port : config.api.port;
-    const apiUrl = `http://${config.api.host.includes(":") ? `[${config.api.host}]` : config.api.host}:${port}`;
+    const apiUrl = `${apiTls ? "https" : "http"}://${config.api.host.includes(":") ? `[${config.api.host}]` : config.api.host}:${port}`;
 
     let postgres: AddressInfo | undefined;
     const pgCfg = config.listeners.postgres;

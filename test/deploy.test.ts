@@ -24,6 +24,21 @@ test("every manifest parses; the ConfigMap's gatehouse.yaml is a valid configura
   assert.equal(c.securityContext.readOnlyRootFilesystem, true);
 });
 
+test("the agent's manifests: dials out only, no ingress, secret from a Secret, no Service", () => {
+  const docs = readdirSync("deploy/kubernetes/agent").filter((f) => f.endsWith(".yaml")).flatMap((f) => parseAllDocuments(readFileSync(`deploy/kubernetes/agent/${f}`, "utf8")).map((d) => ({ f, d })));
+  for (const { f, d } of docs) assert.equal(d.errors.length, 0, `${f}: ${d.errors.join("; ")}`);
+  const objs = docs.map(({ d }) => d.toJS());
+  assert.ok(!objs.some((o) => o.kind === "Service"), "nothing listens");
+  const np = objs.find((o) => o.kind === "NetworkPolicy");
+  assert.deepEqual(np.spec.policyTypes, ["Ingress", "Egress"]);
+  assert.deepEqual(np.spec.ingress, [], "no inbound connection is allowed");
+  const c = objs.find((o) => o.kind === "Deployment").spec.template.spec.containers[0];
+  assert.deepEqual(c.args, ["agent"]);
+  assert.match(c.env.find((e: { name: string }) => e.name === "GATEHOUSE_GATEWAY").value, /^https:\/\//, "the secret travels over TLS");
+  assert.equal(c.envFrom[0].secretRef.name, "gatehouse-agent");
+  assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+});
+
 test("the Compose quick start: config valid, ports and password wired, database not published", () => {
   const compose = parseYaml(readFileSync("deploy/compose/compose.yaml", "utf8"));
   const cfg = parseConfig(parseYaml(readFileSync("deploy/compose/gatehouse.yaml", "utf8")), "compose config", {});
@@ -50,6 +65,8 @@ test("kustomize renders the manifests (kubectl, when installed)", (t) => {
     t.skip("kubectl is not installed here; YAML was still validated above");
     return;
   }
+  const agent = execFileSync("kubectl", ["kustomize", "deploy/kubernetes/agent"], { encoding: "utf8" });
+  assert.deepEqual(parseAllDocuments(agent).map((d) => d.toJS().kind).sort(), ["Deployment", "Namespace", "NetworkPolicy"]);
   const out = execFileSync("kubectl", ["kustomize", "deploy/kubernetes"], { encoding: "utf8" });
   const kinds = parseAllDocuments(out).map((d) => d.toJS().kind).sort();
   assert.deepEqual(kinds, ["ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "Service"]);

@@ -9,10 +9,11 @@
 // Environment (all optional):
 //   BENCH_SECONDS   seconds per cell (10)            BENCH_CLIENTS   client counts ("1,8")
 //   BENCH_MODES     "simple,prepared"                BENCH_SCALE     pgbench scale factor (10)
-//   BENCH_TARGETS   rows, from direct,pipe,pgbouncer,gatehouse,gatehouse-norec,gatehouse-tls,
-//                   gatehouse-mem,gatehouse-alt (default: the first six; gatehouse-norec =
-//                   session recording off, the cost of recording; gatehouse-mem = audit store
-//                   sqlite::memory:; gatehouse-alt, see BENCH_ALT_ROOT)
+//   BENCH_TARGETS   rows, from direct,pipe,pgbouncer,gatehouse,gatehouse-remote,gatehouse-norec,
+//                   gatehouse-tls,gatehouse-mem,gatehouse-alt (default: the first seven;
+//                   gatehouse-remote = the target reached through a network-resident agent
+//                   process over the WebSocket tunnel; gatehouse-norec = session recording off;
+//                   gatehouse-mem = audit store sqlite::memory:; gatehouse-alt, see BENCH_ALT_ROOT)
 //   BENCH_REPEAT    runs per cell, interleaved across rows; the median run is reported (1)
 //   BENCH_AUDIT=1   add the gatehouse-mem row (cost of the per-statement audit write to a file)
 //   BENCH_PROFILE=1 afterwards, profile the gateway and the pipe (node --cpu-prof) per client count
@@ -51,9 +52,9 @@ const SECONDS = Number(env.BENCH_SECONDS ?? 10);
 const CLIENTS = (env.BENCH_CLIENTS ?? "1,8").split(",").map(Number);
 const MODES = (env.BENCH_MODES ?? "simple,prepared").split(",") as ProtocolMode[];
 const SCALE = Number(env.BENCH_SCALE ?? 10);
-const ALL_TARGETS = ["direct", "pipe", "pgbouncer", "gatehouse", "gatehouse-norec", "gatehouse-tls", "gatehouse-mem", "gatehouse-alt"] as const;
+const ALL_TARGETS = ["direct", "pipe", "pgbouncer", "gatehouse", "gatehouse-remote", "gatehouse-norec", "gatehouse-tls", "gatehouse-mem", "gatehouse-alt"] as const;
 type Target = (typeof ALL_TARGETS)[number];
-const TARGETS = (env.BENCH_TARGETS ?? `direct,pipe,pgbouncer,gatehouse,gatehouse-norec,gatehouse-tls${env.BENCH_AUDIT === "1" ? ",gatehouse-mem" : ""}${env.BENCH_ALT_ROOT ? ",gatehouse-alt" : ""}`).split(",") as Target[];
+const TARGETS = (env.BENCH_TARGETS ?? `direct,pipe,pgbouncer,gatehouse,gatehouse-remote,gatehouse-norec,gatehouse-tls${env.BENCH_AUDIT === "1" ? ",gatehouse-mem" : ""}${env.BENCH_ALT_ROOT ? ",gatehouse-alt" : ""}`).split(",") as Target[];
 const PROFILE = env.BENCH_PROFILE === "1";
 const REPEAT = Math.max(1, Number(env.BENCH_REPEAT ?? 1));
 const GATEHOUSE_ROOT = resolve(env.BENCH_GATEHOUSE_ROOT ?? REPO);
@@ -71,6 +72,7 @@ const LABELS: Record<Target, string> = {
   pipe: "Node byte pipe",
   pgbouncer: "PgBouncer (session)",
   gatehouse: "Gatehouse",
+  "gatehouse-remote": "Gatehouse, remote agent",
   "gatehouse-norec": "Gatehouse, recording off",
   "gatehouse-tls": "Gatehouse TLS",
   "gatehouse-mem": "Gatehouse, audit :memory:",
@@ -177,6 +179,49 @@ async function startGatehouse(dir: string, database: string, opts: { name: strin
   return { child, port: pgPort, token };
 }
 
+/**
+ * A gateway whose connection is served by a network-resident agent: `agents create`, then the
+ * gateway, then `gatehouse agent` as its own process dialling the gateway's API; ready once a
+ * session goes through.
+ */
+async function startRemoteGatehouse(dir: string, database: string): Promise<GatewayProc> {
+  const name = "gatehouse-remote";
+  const d = join(dir, name);
+  mkdirSync(d, { recursive: true });
+  const [pgPort, apiPort] = [await freePort(), await freePort()];
+  const config = {
+    identity: { devIssuer: { enabled: true, keyFile: join(dir, "dev-issuer-key.json") } },
+    store: { url: `sqlite:${join(d, "gatehouse.db")}` },
+    api: { host: "127.0.0.1", port: apiPort },
+    listeners: { postgres: { host: "127.0.0.1", port: pgPort, allowCleartextLoopback: true, tls: { selfSigned: true, selfSignedDir: join(dir, "tls") } } },
+    connections: [{ name: "bench", protocol: "postgres", agent: "bench-edge", postgres: { host: PG_HOST, port: PG_PORT, database, user: PG_USER, tls: "disable" } }],
+    policies: [{ name: "agents-read", principals: { groups: ["ai-agents"] }, operations: { kinds: ["read", "transaction", "session"] }, decision: "allow" }],
+    logging: { level: env.BENCH_GATEHOUSE_LOG ?? "warn" },
+  };
+  const file = join(d, "gatehouse.yaml");
+  writeFileSync(file, `${JSON.stringify(config, null, 2)}
+`);
+  const created = await run(process.execPath, ["--import", "tsx", join(GATEHOUSE_ROOT, "src/cli/index.ts"), "agents", "create", "bench-edge", "--config", file], { timeoutMs: 60_000 });
+  const secret = created.stdout.trim().split("\n").at(-1)!;
+  const token = await mintDevToken(loadConfigFile(file).identity, { subject: "bench-agent", name: "bench-agent", groups: ["ai-agents"], kind: "service", lifetimeSeconds: 4 * 3600 });
+  const child = startChild(name, process.execPath, ["--import", "tsx", "src/cli/index.ts", "gateway", "--config", file], { cwd: GATEHOUSE_ROOT });
+  await waitForPort(pgPort, child, 60_000);
+  startChild("agent", process.execPath, ["--import", "tsx", "src/cli/index.ts", "agent", "--gateway", `http://127.0.0.1:${apiPort}`, "--log-level", "warn"], { cwd: GATEHOUSE_ROOT, env: { ...process.env, GATEHOUSE_AGENT_TOKEN: secret } });
+  for (let i = 0; ; i++) {
+    const c = new pg.Client({ host: "127.0.0.1", port: pgPort, database: "bench", user: "bench-agent", password: token, ssl: false });
+    c.on("error", () => {});
+    try {
+      await c.connect();
+      await c.end();
+      break;
+    } catch (e) {
+      if (i > 200) throw new Error(`the remote agent did not come up: ${(e as Error).message}`);
+      await new Promise((r) => setTimeout(r, 150));
+    }
+  }
+  return { child, port: pgPort, token };
+}
+
 // ------------------------------------------------------------------------------------- results
 
 interface Cell {
@@ -227,11 +272,12 @@ function report(cells: Cell[], targets: Target[], results: Map<string, CellResul
   };
   ratio("pipe / direct", "pipe", "direct");
   ratio("PgBouncer / direct", "pgbouncer", "direct");
-  for (const g of ["gatehouse", "gatehouse-norec", "gatehouse-tls", "gatehouse-mem"] as const) {
+  for (const g of ["gatehouse", "gatehouse-remote", "gatehouse-norec", "gatehouse-tls", "gatehouse-mem"] as const) {
     ratio(`${LABELS[g]} / direct`, g, "direct");
     ratio(`${LABELS[g]} / pipe`, g, "pipe");
     ratio(`${LABELS[g]} / PgBouncer`, g, "pgbouncer");
   }
+  ratio("remote agent / embedded agent", "gatehouse-remote", "gatehouse");
   ratio("recording on / off (Gatehouse / recording off)", "gatehouse", "gatehouse-norec");
   ratio("Gatehouse audit file / :memory:", "gatehouse", "gatehouse-mem");
   ratio("alt checkout / Gatehouse", "gatehouse-alt", "gatehouse");
@@ -293,6 +339,12 @@ async function main(): Promise<void> {
           const ep = { host: "127.0.0.1", port: g.port, database: "bench", user: "bench-agent", password: g.token };
           if (TARGETS.includes("gatehouse")) endpoints.set("gatehouse", { ...ep, sslmode: "disable" });
           if (TARGETS.includes("gatehouse-tls")) endpoints.set("gatehouse-tls", { ...ep, sslmode: "require" });
+        }),
+      );
+    if (TARGETS.includes("gatehouse-remote"))
+      starting.push(
+        startRemoteGatehouse(dir, database).then((g) => {
+          endpoints.set("gatehouse-remote", { host: "127.0.0.1", port: g.port, database: "bench", user: "bench-agent", password: g.token, sslmode: "disable" });
         }),
       );
     if (TARGETS.includes("gatehouse-norec"))

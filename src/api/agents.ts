@@ -17,7 +17,7 @@ export function agentRoutes(d: { tunnels: TunnelServer; directory: AgentDirector
     app.post<{ Params: { name: string } }>("/api/v1/agents/:name/revoke", async (req) => {
       const p = await ctx.principal(req);
       requireGroup(p, d.adminGroups, "revoking an agent");
-      await d.directory.revoke(req.params.name);
+      await d.directory.revoke(req.params.name, Date.now(), d.tunnels.tokenAgentNames);
       const dropped = d.tunnels.drop(req.params.name, "was revoked", "GH-AGENT-002");
       await d.audit.append({ type: "agent.revoked", principal: p, data: { agent: req.params.name, tunnelsDropped: dropped } });
       return { name: req.params.name, status: "revoked", tunnelsDropped: dropped };

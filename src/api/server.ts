@@ -32,6 +32,8 @@ export interface ApiDeps {
   version: string;
   /** Describe an operation for dry runs (classification happens in the protocol modules). */
   describe: (connection: Connection, input: { sql?: string | undefined }) => Operation;
+  /** Resolved PEM certificate and key: serve HTTPS. */
+  tls?: { cert: string; key: string } | undefined;
   /** Readiness checks besides the store ping: each returns why the gateway is not ready, or undefined. */
   readiness?: Array<() => string | undefined>;
   /** Extra routes registered by other modules (reviews, sessions…). */
@@ -64,7 +66,9 @@ export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
 }
 
 export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: 2 * 1024 * 1024, trustProxy: false, return503OnClosing: true });
+  const options = { logger: false, bodyLimit: 2 * 1024 * 1024, trustProxy: false, return503OnClosing: true } as const;
+  // HTTPS when configured (the agents' tunnel then is wss://); the instance type is the same to us.
+  const app = (deps.tls ? Fastify({ ...options, https: { cert: deps.tls.cert, key: deps.tls.key, minVersion: "TLSv1.2" } }) : Fastify(options)) as unknown as FastifyInstance;
   const ctx: ApiContext = { deps, principal: (req) => authenticate(req, deps.verifier, deps.audit, deps.metrics) };
 
   app.setErrorHandler((err, req, reply) => {

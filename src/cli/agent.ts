@@ -7,6 +7,7 @@ import type { Command } from "commander";
 import { GatehouseError } from "../domain/errors.ts";
 import { createLogger } from "../observability/logger.ts";
 import { AgentClient } from "../tunnel/agent-client.ts";
+import { clientCredentialsTokenSource } from "../tunnel/client-credentials.ts";
 import { VERSION } from "../version.ts";
 import { action } from "./output.ts";
 
@@ -17,14 +18,26 @@ export function register(program: Command): void {
     .option("--gateway <url>", "the gateway's API URL, e.g. https://gatehouse.example.com (default: $GATEHOUSE_GATEWAY)")
     .option("--token <secret>", "the agent's secret from `gatehouse agents create` (default: $GATEHOUSE_AGENT_TOKEN; prefer the variable: arguments show in ps)")
     .option("--ca <file>", "CA bundle (PEM) to verify the gateway's certificate")
+    .option("--oidc-token-url <url>", "authenticate with the agent's own OIDC client-credentials token instead of a secret: the IdP's token endpoint (default: $GATEHOUSE_AGENT_TOKEN_URL)")
+    .option("--client-id <id>", "with --oidc-token-url: the agent's application (client) id; its secret comes from $GATEHOUSE_AGENT_CLIENT_SECRET")
+    .option("--scope <scope>", "with --oidc-token-url: e.g. api://<gateway-app-id>/.default (Entra)")
+    .option("--resource <uri>", "with --oidc-token-url: RFC 8707 resource indicator (other providers)")
+    .option("--client-auth <how>", "with --oidc-token-url: basic (default) or post", "basic")
     .option("--allow-insecure", "allow ws:// / http:// to a non-loopback gateway (the secret travels in clear: trusted networks only)")
     .option("--log-level <level>", "trace, debug, info, warn, error", process.env.GATEHOUSE_LOG_LEVEL ?? "info")
     .action(
-      action(async (o: { gateway?: string; token?: string; ca?: string; allowInsecure?: boolean; logLevel: string }) => {
+      action(async (o: { gateway?: string; token?: string; ca?: string; allowInsecure?: boolean; logLevel: string; oidcTokenUrl?: string; clientId?: string; scope?: string; resource?: string; clientAuth: string }) => {
         const gateway = o.gateway ?? process.env.GATEHOUSE_GATEWAY;
-        const token = o.token ?? process.env.GATEHOUSE_AGENT_TOKEN;
         if (!gateway) throw new GatehouseError("CONFIG_INVALID", "give --gateway URL (or set GATEHOUSE_GATEWAY)");
-        if (!token) throw new GatehouseError("AGENT_AUTH_FAILED", "give the agent's secret in GATEHOUSE_AGENT_TOKEN (or --token)");
+        const tokenUrl = o.oidcTokenUrl ?? process.env.GATEHOUSE_AGENT_TOKEN_URL;
+        let token: string | (() => Promise<string>) | undefined = o.token ?? process.env.GATEHOUSE_AGENT_TOKEN;
+        if (tokenUrl) {
+          const clientSecret = process.env.GATEHOUSE_AGENT_CLIENT_SECRET;
+          if (!o.clientId || !clientSecret) throw new GatehouseError("AGENT_AUTH_FAILED", "with --oidc-token-url give --client-id and set GATEHOUSE_AGENT_CLIENT_SECRET");
+          if (o.clientAuth !== "basic" && o.clientAuth !== "post") throw new GatehouseError("CONFIG_INVALID", "--client-auth is basic or post");
+          token = clientCredentialsTokenSource({ tokenUrl, clientId: o.clientId, clientSecret, auth: o.clientAuth, ...(o.scope ? { scope: o.scope } : {}), ...(o.resource ? { resource: o.resource } : {}) });
+        }
+        if (!token) throw new GatehouseError("AGENT_AUTH_FAILED", "give the agent's secret in GATEHOUSE_AGENT_TOKEN (or --token), or --oidc-token-url and --client-id for an OIDC identity");
         const logger = createLogger(o.logLevel as "info");
         const client = new AgentClient({ gateway, token, logger, version: VERSION, ...(o.ca ? { ca: readFileSync(o.ca, "utf8") } : {}), ...(o.allowInsecure ? { allowInsecure: true } : {}) });
         client.start();

@@ -238,6 +238,21 @@ export const apiSchema = z
     port: z.number().int().min(0).max(65535).default(8080),
     publicUrl: z.string().url().optional().describe("URL reviewers use to reach the API/UI (links in notices)."),
     adminGroups: z.array(z.string()).default([]).describe("Groups allowed to read configuration and audit data over the API."),
+    tls: z
+      .object({
+        cert: z.string().describe("PEM certificate (chain) reference (`file:/path` or `env:NAME`)."),
+        key: z.string().describe("PEM private key reference."),
+      })
+      .strict()
+      .optional()
+      .describe("Serve the API — and the agents' tunnel (wss://) — over HTTPS. Without it the API is plain HTTP: put TLS in front of it."),
+  })
+  .strict();
+
+export const agentIdentitySchema = z
+  .object({
+    name,
+    clientIds: z.array(z.string().min(1)).min(1).describe("Application (client) ids whose app-only access tokens, from a trusted issuer, authenticate as this agent (instead of a `gatehouse agents create` secret)."),
   })
   .strict();
 
@@ -246,6 +261,7 @@ export const configSchema = z
     identity: identitySchema.default(identitySchema.parse({})),
     connections: z.array(connectionSchema).default([]),
     notifiers: z.array(notifierSchema).default([]).describe("Where review notifications go (rules and connections name them)."),
+    agents: z.array(agentIdentitySchema).default([]).describe("Network-resident agents that authenticate with OIDC client-credentials tokens of their own (agents with `gatehouse agents create` secrets need no entry)."),
     reviews: z
       .object({
         breakGlassGroups: z.array(z.string()).default([]).describe("Members may approve any review alone (audited as review.break_glass). Empty (off) by default."),
@@ -279,6 +295,14 @@ export const configSchema = z
       if (rules.has(r.name)) ctx.addIssue({ code: "custom", path: ["policies", i, "name"], message: `duplicate rule name "${r.name}"` });
       rules.add(r.name);
       if (r.decision !== "review" && r.review) ctx.addIssue({ code: "custom", path: ["policies", i, "review"], message: "`review` settings only apply to decision: review" });
+    });
+    const agentClients = new Map<string, string>();
+    c.agents.forEach((a, i) => {
+      if (a.name === "embedded") ctx.addIssue({ code: "custom", path: ["agents", i, "name"], message: "`embedded` is the in-process agent" });
+      for (const id of a.clientIds) {
+        if (agentClients.has(id) && agentClients.get(id) !== a.name) ctx.addIssue({ code: "custom", path: ["agents", i, "clientIds"], message: `client id ${id} already authenticates agent "${agentClients.get(id)}"` });
+        agentClients.set(id, a.name);
+      }
     });
     const notifiers = new Set(c.notifiers.map((n) => n.name));
     c.notifiers.forEach((n, i) => {

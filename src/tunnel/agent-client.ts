@@ -22,7 +22,8 @@ import type { TunnelStream } from "./stream.ts";
 export interface AgentClientOptions {
   /** The gateway's API URL (http/https) or the tunnel URL itself (ws/wss). */
   gateway: string;
-  token: string;
+  /** The agent's secret (`gha_…`), or a source of fresh OIDC access tokens (client credentials). */
+  token: string | (() => Promise<string>);
   logger: Logger;
   version: string;
   secrets?: SecretResolver;
@@ -91,7 +92,33 @@ export class AgentClient {
   #connect(): void {
     if (this.#stopped) return;
     this.#set("connecting");
-    const ws = new WebSocket(this.#url, { headers: { authorization: `Bearer ${this.#o.token}` }, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, handshakeTimeout: 10_000, ...(this.#o.ca ? { ca: this.#o.ca } : {}) });
+    const token = this.#o.token;
+    if (typeof token === "string") this.#dial(token);
+    else
+      token().then(
+        (t) => this.#dial(t),
+        (e: Error) => {
+          this.#o.logger.error({ err: e.message }, "cannot get an access token for the agent; retrying with backoff");
+          this.#retry();
+        },
+      );
+  }
+
+  #retry(): void {
+    if (this.#stopped) return;
+    this.#set("waiting");
+    const cap = this.#o.maxBackoffMs ?? 30_000;
+    const base = Math.min(cap, (this.#o.minBackoffMs ?? 500) * 2 ** Math.min(this.#attempt, 16));
+    // Full jitter in [base/2, base]: agents restarted together do not reconnect in lockstep.
+    const delay = Math.round(base / 2 + (Math.random() * base) / 2);
+    this.#attempt++;
+    this.#o.logger.info({ inMs: delay, attempt: this.#attempt }, "reconnecting to the gateway");
+    this.#timer = setTimeout(() => this.#connect(), delay);
+  }
+
+  #dial(bearer: string): void {
+    if (this.#stopped) return;
+    const ws = new WebSocket(this.#url, { headers: { authorization: `Bearer ${bearer}` }, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, handshakeTimeout: 10_000, ...(this.#o.ca ? { ca: this.#o.ca } : {}) });
     this.#ws = ws;
     ws.on("unexpected-response", (_req, res) => {
       let body = "";
@@ -124,15 +151,7 @@ export class AgentClient {
     });
     ws.on("close", () => {
       this.#mux = undefined;
-      if (this.#stopped) return;
-      this.#set("waiting");
-      const cap = this.#o.maxBackoffMs ?? 30_000;
-      const base = Math.min(cap, (this.#o.minBackoffMs ?? 500) * 2 ** Math.min(this.#attempt, 16));
-      // Full jitter in [base/2, base]: agents restarted together do not reconnect in lockstep.
-      const delay = Math.round(base / 2 + (Math.random() * base) / 2);
-      this.#attempt++;
-      this.#o.logger.info({ inMs: delay, attempt: this.#attempt }, "reconnecting to the gateway");
-      this.#timer = setTimeout(() => this.#connect(), delay);
+      this.#retry();
     });
   }
 

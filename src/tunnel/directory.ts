@@ -34,14 +34,25 @@ export class AgentDirectory {
     return row && row.revoked_at === null ? row.name : undefined;
   }
 
-  async revoke(name: string, now = Date.now()): Promise<void> {
+  /**
+   * Revoke an agent. `tokenAgents` are the names that authenticate by OIDC token (config `agents`):
+   * they get a revoked row (with an unusable secret hash) so their tokens are refused from now on.
+   */
+  async revoke(name: string, now = Date.now(), tokenAgents: readonly string[] = []): Promise<void> {
     const r = await this.store.db.updateTable("agents").set({ revoked_at: now }).where("name", "=", name).where("revoked_at", "is", null).executeTakeFirst();
-    if (Number(r.numUpdatedRows) === 0) throw new GatehouseError("AGENT_NOT_FOUND", `no active agent named "${name}"`);
+    if (Number(r.numUpdatedRows) > 0) return;
+    const row = await this.store.db.selectFrom("agents").select("name").where("name", "=", name).executeTakeFirst();
+    if (!row && tokenAgents.includes(name)) {
+      await this.store.db.insertInto("agents").values({ name, secret_hash: `revoked:${randomBytes(16).toString("hex")}`, created_at: now, revoked_at: now, last_seen_at: null, last_address: null, last_version: null }).execute();
+      return;
+    }
+    throw new GatehouseError("AGENT_NOT_FOUND", `no active agent named "${name}"`);
   }
 
+  /** Revoked in the store. (An agent that authenticates by OIDC token may have no row at all.) */
   async isRevoked(name: string): Promise<boolean> {
     const row = await this.store.db.selectFrom("agents").select("revoked_at").where("name", "=", name).executeTakeFirst();
-    return !row || row.revoked_at !== null;
+    return !!row && row.revoked_at !== null;
   }
 
   async seen(name: string, address: string | null, version: string | null, now = Date.now()): Promise<void> {

@@ -10,12 +10,13 @@ import type { Duplex } from "node:stream";
 import { randomUUID } from "node:crypto";
 import { WebSocketServer } from "ws";
 import type { AgentRegistry } from "../agent/agent.ts";
+import type { Verifier } from "../api/auth.ts";
 import type { AuditLog } from "../audit/log.ts";
 import type { Connection } from "../domain/connection.ts";
 import { ERRORS, GatehouseError } from "../domain/errors.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { GatewayMetrics } from "../observability/metrics.ts";
-import type { AgentDirectory } from "./directory.ts";
+import { AGENT_SECRET_PREFIX, type AgentDirectory } from "./directory.ts";
 import { MAX_FRAME_BYTES, MIN_TUNNEL_VERSION, TUNNEL_VERSION } from "./frames.ts";
 import { Mux } from "./mux.ts";
 import { RemoteAgent, TunnelLink } from "./remote-agent.ts";
@@ -29,6 +30,10 @@ export const GATEWAY_CAPABILITIES = ["postgres", "cancel", "health"];
 
 export interface TunnelServerDeps {
   directory: AgentDirectory;
+  /** Verifies OIDC access tokens (agents that authenticate with their own client-credentials token). */
+  verifier?: Verifier;
+  /** Client id → agent name, from config `agents`. */
+  tokenAgents?: Map<string, string>;
   registry: AgentRegistry;
   connections: Map<string, Connection>;
   audit: AuditLog;
@@ -87,12 +92,12 @@ export class TunnelServer {
 
   async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const m = /^Bearer[ ]+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
-    const name = m ? await this.#d.directory.authenticate(m[1]!) : undefined;
+    const { name, expiresAt } = m ? await this.#authenticate(m[1]!) : { name: undefined, expiresAt: undefined };
     const address = req.socket.remoteAddress ?? null;
     if (!name || this.#closing) {
       this.#d.metrics.authFailures.inc({ surface: "tunnel", code: ERRORS.AGENT_AUTH_FAILED.code });
       this.#d.audit.append({ type: "agent.auth_failed", data: { address, reason: m ? "unknown or revoked secret" : "no bearer secret" } }).catch(() => {});
-      return rejectUpgrade(socket, 401, ERRORS.AGENT_AUTH_FAILED, m ? "unknown or revoked agent secret" : "send the agent secret as `Authorization: Bearer gha_…`");
+      return rejectUpgrade(socket, 401, ERRORS.AGENT_AUTH_FAILED, m ? "unknown or revoked agent secret, or a token that is not an agent's" : "send the agent secret as `Authorization: Bearer gha_…`");
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       let link: TunnelLink | undefined;
@@ -122,6 +127,19 @@ export class TunnelServer {
             }
             const software = typeof b.software === "string" ? b.software.slice(0, 64) : null;
             link = new TunnelLink(mux, { id: randomUUID(), address, version: software, protocolVersion: version, connectedAt: Date.now(), health: {} });
+            if (expiresAt !== undefined) {
+              // A tunnel opened with a token lives as long as the token; the agent comes back with a fresh one.
+              const closeAt = setTimeout(() => {
+                try {
+                  mux.control("GOODBYE", { code: ERRORS.AGENT_AUTH_FAILED.code, reason: "the agent's access token expired; reconnect with a fresh one" });
+                } catch {
+                  /* closing */
+                }
+                mux.close(new GatehouseError("AGENT_UNAVAILABLE", `the access token of agent "${name}" expired`), 4001);
+              }, Math.max(0, expiresAt * 1000 - Date.now()));
+              closeAt.unref();
+              ws.once("close", () => clearTimeout(closeAt));
+            }
             agent.links.add(link);
             const capabilities = Array.isArray(b.capabilities) ? GATEWAY_CAPABILITIES.filter((c) => (b.capabilities as unknown[]).includes(c)) : [];
             mux.control("WELCOME", { version, capabilities, heartbeatMs: this.#d.heartbeatMs ?? DEFAULT_HEARTBEAT_MS, window: this.#d.window ?? DEFAULT_WINDOW, agent: name, connections: this.connectionsOf(name) });
@@ -152,6 +170,25 @@ export class TunnelServer {
         },
       });
     });
+  }
+
+  /** A `gha_` secret, or an app-only OIDC token of a client id listed in config `agents`. */
+  async #authenticate(bearer: string): Promise<{ name: string | undefined; expiresAt: number | undefined }> {
+    if (bearer.startsWith(AGENT_SECRET_PREFIX)) return { name: await this.#d.directory.authenticate(bearer), expiresAt: undefined };
+    if (!this.#d.verifier || !this.#d.tokenAgents?.size) return { name: undefined, expiresAt: undefined };
+    try {
+      const p = await this.#d.verifier.verify(bearer);
+      const name = p.kind === "service" && p.clientId ? this.#d.tokenAgents.get(p.clientId) : undefined;
+      if (!name || (await this.#d.directory.isRevoked(name))) return { name: undefined, expiresAt: undefined };
+      return { name, expiresAt: p.expiresAt };
+    } catch {
+      return { name: undefined, expiresAt: undefined };
+    }
+  }
+
+  /** Names that authenticate by OIDC token. */
+  get tokenAgentNames(): string[] {
+    return [...new Set(this.#d.tokenAgents?.values() ?? [])];
   }
 
   /** Drop every tunnel of an agent at once (revocation). */
@@ -186,7 +223,7 @@ export class TunnelServer {
   async status(): Promise<AgentStatus[]> {
     const rows = await this.#d.directory.list();
     const iso = (t: number | null) => (t === null ? null : new Date(Number(t)).toISOString());
-    const names = new Set([...rows.map((r) => r.name), ...this.#agents.keys()]);
+    const names = new Set([...rows.map((r) => r.name), ...this.#agents.keys(), ...this.tokenAgentNames]);
     return [...names].sort().map((name) => {
       const r = rows.find((x) => x.name === name);
       const links = [...(this.#agents.get(name)?.links ?? [])].filter((l) => !l.mux.closed);

@@ -7,7 +7,7 @@
 // never stalls another stream or grows memory past the window.
 
 import { Duplex } from "node:stream";
-import { GatehouseError } from "../domain/errors.ts";
+import type { GatehouseError } from "../domain/errors.ts";
 import { encodeControl, encodeData, encodeWindow, MAX_DATA_BYTES } from "./frames.ts";
 
 export interface StreamSink {
@@ -94,9 +94,12 @@ export class TunnelStream extends Duplex {
     if (this.push(Buffer.from(data))) this.#grant(this.#window >> 2);
   }
 
-  /** More than the window outstanding means the peer ignores flow control. */
+  /**
+   * Credit is granted while the buffer is under its high-water mark, so an honest peer can fill at
+   * most the window plus that mark (plus one frame); anything beyond means it ignores flow control.
+   */
   get overrun(): boolean {
-    return this.readableLength > this.#window + 64 * 1024;
+    return this.readableLength > this.#window + this.readableHighWaterMark + MAX_DATA_BYTES;
   }
 
   onWindow(credit: number): void {

@@ -8,7 +8,7 @@ import { parseConfig } from "../../src/config/load.ts";
 import type { ConfigInput } from "../../src/config/schema.ts";
 import { startGateway, type Gateway } from "../../src/main.ts";
 import { createLogger } from "../../src/observability/logger.ts";
-import { startTestIdp, type TestIdp } from "./idp.ts";
+import { startTestIdp, type TestIdp, type TestIdpOptions } from "./idp.ts";
 import { createTempDatabase, PG_ADMIN_USER, PG_HOST, PG_PORT, type TempDatabase } from "./pg.ts";
 
 /** Group ids as Entra would send them, and the names config maps them to. */
@@ -52,10 +52,12 @@ export interface TestGatewayOptions {
   policies?: ConfigInput["policies"];
   connectionPolicy?: Record<string, unknown>;
   extraConfig?: (c: ConfigInput) => void;
+  /** Options for the test identity provider (e.g. a short token lifetime). */
+  idp?: TestIdpOptions;
 }
 
 export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<TestGateway> {
-  const idp = await startTestIdp();
+  const idp = await startTestIdp(opts.idp);
   const db = await createTempDatabase("gh_gw");
   const dir = mkdtempSync(join(tmpdir(), "gh-gw-"));
   const connection = "pg-test";

@@ -15,9 +15,10 @@ export function register(agents: Command): void {
     .action(
       action(async (name: string, o: ApiOptions & { config?: string }) => {
         if (o.config) {
-          const store = await openStore(loadConfigFile(o.config).store.url, { poolSize: 2 });
+          const cfg = loadConfigFile(o.config);
+          const store = await openStore(cfg.store.url, { poolSize: 2 });
           try {
-            await new AgentDirectory(store).revoke(name);
+            await new AgentDirectory(store).revoke(name, Date.now(), cfg.agents.map((a) => a.name));
             const audit = new AuditLog(store);
             await audit.append({ type: "agent.revoked", data: { agent: name, via: "cli" } });
             await audit.drain();

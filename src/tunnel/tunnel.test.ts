@@ -1,0 +1,238 @@
+// The tunnel's pieces on a real WebSocket pair: the frame codec (round trips and every malformed
+// input), stream flow control (a stalled reader holds back only its own stream, within its
+// window), endings (half close, reset, tunnel loss) and the rule that a peer breaking the framing
+// loses the whole tunnel.
+
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { after, before, describe, test } from "node:test";
+import fc from "fast-check";
+import WebSocket, { WebSocketServer } from "ws";
+import { GatehouseError } from "../domain/errors.ts";
+import { decodeFrame, encodeControl, encodeData, encodeWindow, FrameType, HEADER_BYTES, MAX_DATA_BYTES, MAX_FRAME_BYTES, TunnelProtocolError } from "./frames.ts";
+import { Mux } from "./mux.ts";
+import { tunnelUrl } from "./agent-client.ts";
+import type { TunnelStream } from "./stream.ts";
+
+describe("frames", () => {
+  test("DATA, WINDOW and control frames round-trip", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 0xffffffff }), fc.uint8Array({ maxLength: 2000 }), fc.integer({ min: 1, max: 0xffffffff }), (stream, data, credit) => {
+        const d = decodeFrame(encodeData(stream, Buffer.from(data)));
+        assert.deepEqual(d, { type: "DATA", stream, data: Buffer.from(data) });
+        assert.deepEqual(decodeFrame(encodeWindow(stream, credit)), { type: "WINDOW", stream, credit });
+        assert.deepEqual(decodeFrame(encodeControl("RESET", stream, { reason: "x" })), { type: "RESET", stream, body: { reason: "x" } });
+      }),
+    );
+    assert.deepEqual(decodeFrame(encodeControl("HELLO", 0, { versions: [1, 1] })), { type: "HELLO", stream: 0, body: { versions: [1, 1] } });
+  });
+
+  test("malformed frames are refused, never guessed at", () => {
+    const bad: Array<[Buffer, RegExp]> = [
+      [Buffer.from([FrameType.DATA, 0, 0]), /shorter than its header/],
+      [Buffer.from([99, 0, 0, 0, 1]), /unknown frame type 99/],
+      [encodeControl("HELLO", 0, {}).fill(1, 1, 5), /belongs to the control channel/],
+      [Buffer.concat([Buffer.from([FrameType.OPEN, 0, 0, 0, 0]), Buffer.from("{}")]), /needs a stream id/],
+      [Buffer.concat([Buffer.from([FrameType.WINDOW, 0, 0, 0, 1]), Buffer.from([0, 0, 0, 0])]), /WINDOW of 0/],
+      [Buffer.concat([Buffer.from([FrameType.WINDOW, 0, 0, 0, 1]), Buffer.from([0, 1])]), /exactly 4 bytes/],
+      [Buffer.concat([Buffer.from([FrameType.RESET, 0, 0, 0, 1]), Buffer.from("{nope")]), /not JSON/],
+      [Buffer.concat([Buffer.from([FrameType.RESET, 0, 0, 0, 1]), Buffer.from("[1]")]), /JSON object/],
+      [Buffer.concat([Buffer.from([FrameType.DATA, 0, 0, 0, 1]), Buffer.alloc(MAX_DATA_BYTES + 1)]), /exceeds/],
+      [Buffer.alloc(MAX_FRAME_BYTES + 1, FrameType.DATA), /exceeds/],
+    ];
+    for (const [buf, re] of bad) assert.throws(() => decodeFrame(buf), (e) => e instanceof TunnelProtocolError && re.test(e.message), re.source);
+    assert.throws(() => encodeData(1, Buffer.alloc(MAX_DATA_BYTES + 1)), RangeError);
+    assert.equal(HEADER_BYTES, 5);
+  });
+
+  test("random bytes never crash the decoder", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (b) => {
+        try {
+          decodeFrame(Buffer.from(b));
+        } catch (e) {
+          assert.ok(e instanceof TunnelProtocolError);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test("tunnel URLs: https → wss, plaintext only to loopback unless allowed", () => {
+    assert.equal(tunnelUrl("https://gw.example.com"), "wss://gw.example.com/api/v1/agents/tunnel");
+    assert.equal(tunnelUrl("http://127.0.0.1:8080"), "ws://127.0.0.1:8080/api/v1/agents/tunnel");
+    assert.throws(() => tunnelUrl("http://gw.example.com"), (e) => e instanceof GatehouseError && e.code === "GH-AGENT-006");
+    assert.equal(tunnelUrl("http://gw.internal:8080", true), "ws://gw.internal:8080/api/v1/agents/tunnel");
+    assert.throws(() => tunnelUrl("ftp://x"), /http\(s\):\/\/ or ws\(s\):\/\//);
+  });
+});
+
+/** Two Muxes joined by a real WebSocket on loopback. */
+async function pair(window = 64 * 1024): Promise<{ gw: Mux; agent: Mux; raw: { gw: WebSocket; agent: WebSocket }; close(): Promise<void> }> {
+  const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+  await once(wss, "listening");
+  const port = (wss.address() as { port: number }).port;
+  const accepted = once(wss, "connection") as Promise<[WebSocket]>;
+  const client = new WebSocket(`ws://127.0.0.1:${port}`);
+  await once(client, "open");
+  const [server] = await accepted;
+  const control = () => {};
+  const gw = new Mux(server, { window, heartbeatMs: 60_000, onControl: control });
+  const agent = new Mux(client, { window, heartbeatMs: 60_000, onControl: control });
+  return {
+    gw,
+    agent,
+    raw: { gw: server, agent: client },
+    async close() {
+      client.terminate();
+      server.terminate();
+      await new Promise((r) => wss.close(r));
+    },
+  };
+}
+
+/** Agent-side twin of a gateway stream. */
+async function twin(p: Awaited<ReturnType<typeof pair>>): Promise<[TunnelStream, TunnelStream]> {
+  const g = p.gw.newStream();
+  const a = p.agent.adopt(g.id);
+  return [g, a];
+}
+
+describe("streams over a real WebSocket", () => {
+  let p: Awaited<ReturnType<typeof pair>>;
+  before(async () => {
+    p = await pair();
+  });
+  after(async () => {
+    await p.close();
+  });
+
+  test("bytes arrive in order and intact, in both directions, across many frames", async () => {
+    const [g, a] = await twin(p);
+    const payload = Buffer.from(Array.from({ length: 300_000 }, (_, i) => i % 251));
+    const got: Buffer[] = [];
+    const back: Buffer[] = [];
+    a.on("data", (b: Buffer) => got.push(b));
+    g.on("data", (b: Buffer) => back.push(b));
+    a.write(Buffer.from("pong"));
+    g.end(payload);
+    await once(a, "end");
+    assert.ok(Buffer.concat(got).equals(payload));
+    // Like a socket (no half-open): the end of one side ends the stream both ways.
+    await once(g, "close");
+    assert.equal(Buffer.concat(back).toString(), "pong");
+    assert.equal(p.gw.streams.size, 0, "a cleanly closed stream is forgotten");
+  });
+
+  test("a stalled reader holds back only its own stream, within its window", async () => {
+    const [slowG, slowA] = await twin(p);
+    const [fastG, fastA] = await twin(p);
+    slowA.pause(); // the consumer of the slow stream never reads
+    const chunk = Buffer.alloc(16 * 1024, 7);
+    let written = 0;
+    for (let i = 0; i < 64; i++) {
+      slowG.write(chunk);
+      written += chunk.length;
+    }
+    // The fast stream goes on while the slow one is stuck.
+    const echoed: Buffer[] = [];
+    fastA.on("data", (b: Buffer) => echoed.push(b));
+    fastG.write(Buffer.from("still flowing"));
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(Buffer.concat(echoed).toString(), "still flowing");
+    // At most the window plus the receiver's high-water mark (64 KiB each) is in flight.
+    assert.ok(slowA.readableLength <= 128 * 1024 + 16 * 1024, `receiver buffers ${slowA.readableLength} bytes`);
+    assert.ok(slowG.writableLength >= written - 160 * 1024, "the rest waits at the sender, as backpressure");
+    assert.equal(slowG.writableNeedDrain, true);
+    // Reading resumes the flow; everything arrives.
+    let total = 0;
+    slowA.on("data", (b: Buffer) => (total += b.length));
+    slowA.resume();
+    await waitUntil(() => total === written);
+    slowG.destroy();
+    fastG.destroy();
+  });
+
+  test("a reset reaches the other end with a reason; late data for it is dropped", async () => {
+    const [g, a] = await twin(p);
+    const closed = once(g, "close");
+    a.on("error", () => {});
+    a.destroy(new Error("target went away"));
+    await closed;
+    assert.equal(g.closeReason?.code, "GH-PG-005");
+    assert.match(g.closeReason!.message, /target went away/);
+    p.agent.send(encodeData(a.id, Buffer.from("late")));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(p.gw.streams.has(g.id), false);
+  });
+});
+
+describe("tunnel failures", () => {
+  test("losing the tunnel resets every stream with the reason", async () => {
+    const p = await pair();
+    const streams = await Promise.all([twin(p), twin(p), twin(p)]);
+    const closes = streams.map(([g]) => once(g, "close"));
+    p.raw.agent.terminate();
+    await Promise.all(closes);
+    for (const [g] of streams) assert.equal(g.closeReason?.code, "GH-AGENT-001");
+    assert.equal(p.gw.closed, true);
+    await p.close();
+  });
+
+  test("a peer that breaks the framing loses the whole tunnel, not just a stream", async () => {
+    const p = await pair();
+    const [g] = await twin(p);
+    const closed = once(g, "close");
+    p.raw.agent.send(Buffer.from([FrameType.DATA, 0, 0]), { binary: true });
+    await closed;
+    assert.match(g.closeReason!.message, /tunnel protocol violation/);
+    await p.close();
+  });
+
+  test("a text message is a protocol violation", async () => {
+    const p = await pair();
+    const [g] = await twin(p);
+    const closed = once(g, "close");
+    p.raw.agent.send("hello");
+    await closed;
+    assert.match(g.closeReason!.message, /text message/);
+    await p.close();
+  });
+
+  test("a peer that ignores flow control is cut off", async () => {
+    const p = await pair(16 * 1024);
+    const [g, a] = await twin(p);
+    g.pause();
+    const closed = once(g, "close");
+    // Bypass the sender's credit accounting: raw DATA frames well past the window.
+    for (let i = 0; i < 40; i++) p.agent.send(encodeData(a.id, Buffer.alloc(8 * 1024)));
+    await closed;
+    assert.match(g.closeReason!.message, /ignored flow control/);
+    await p.close();
+  });
+
+  test("heartbeats: a silent peer is dropped after three intervals", async () => {
+    const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+    await once(wss, "listening");
+    const accepted = once(wss, "connection") as Promise<[WebSocket]>;
+    const client = new WebSocket(`ws://127.0.0.1:${(wss.address() as { port: number }).port}`);
+    await once(client, "open");
+    const [server] = await accepted;
+    // The client end never answers: its socket stops reading.
+    (client as unknown as { _socket: { pause(): void } })._socket.pause();
+    let reason: GatehouseError | undefined;
+    const gw = new Mux(server, { window: 1024, heartbeatMs: 50, onControl: () => {}, onClosed: (r) => (reason = r) });
+    await waitUntil(() => gw.closed, 3000);
+    assert.match(reason!.message, /no heartbeat/);
+    client.terminate();
+    await new Promise((r) => wss.close(r));
+  });
+});
+
+async function waitUntil(fn: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!fn()) {
+    if (Date.now() > end) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

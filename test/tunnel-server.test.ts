@@ -1,0 +1,244 @@
+// The gateway's tunnel endpoint against misbehaving and outdated agents, and availability with
+// several agents serving one connection (in-process agents; test/remote-agent.test.ts runs them
+// as separate processes).
+
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import WebSocket from "ws";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createLogger } from "../src/observability/logger.ts";
+import { ensureSelfSigned } from "../src/protocols/postgres/tls.ts";
+import { AgentClient } from "../src/tunnel/agent-client.ts";
+import { clientCredentialsTokenSource } from "../src/tunnel/client-credentials.ts";
+import { AgentDirectory } from "../src/tunnel/directory.ts";
+import { decodeFrame, encodeControl, type Frame } from "../src/tunnel/frames.ts";
+import { connectGateway, waitFor } from "./helpers/clients.ts";
+import { startTestGateway, type TestGateway } from "./helpers/gateway.ts";
+
+const silent = createLogger("silent");
+
+describe("tunnel endpoint", () => {
+  let t: TestGateway;
+  let secret: string;
+  const url = () => `${t.gw.apiUrl.replace("http:", "ws:")}/api/v1/agents/tunnel`;
+  before(async () => {
+    t = await startTestGateway({ extraConfig: (c) => {
+        c.connections![0]!.agent = "edge";
+      },
+    });
+    secret = await new AgentDirectory(t.gw.store).create("edge");
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  /** A raw tunnel client; returns the frames it receives and how the socket closed. */
+  async function raw(token: string | undefined): Promise<{ ws: WebSocket; frames: Frame[]; closed: Promise<number>; status?: number }> {
+    const ws = new WebSocket(url(), token ? { headers: { authorization: `Bearer ${token}` } } : {});
+    const frames: Frame[] = [];
+    ws.on("message", (d) => frames.push(decodeFrame(d as Buffer)));
+    ws.on("error", () => {});
+    const closed = new Promise<number>((r) => ws.once("close", (code) => r(code)));
+    const status = await new Promise<number | undefined>((resolve) => {
+      ws.once("open", () => resolve(undefined));
+      ws.once("unexpected-response", (_q, res) => resolve(res.statusCode));
+    });
+    return { ws, frames, closed, ...(status ? { status } : {}) };
+  }
+
+  test("no secret, a wrong one, or a revoked one: 401 with GH-AGENT-002, audited", async () => {
+    assert.equal((await raw(undefined)).status, 401);
+    assert.equal((await raw("gha_wrong")).status, 401);
+    assert.equal((await raw("not-even-shaped-right")).status, 401);
+    await t.gw.audit.drain();
+    const n = await t.gw.store.db.selectFrom("audit_events").select("seq").where("type", "=", "agent.auth_failed").execute();
+    assert.ok(n.length >= 3);
+    const res = await fetch(`${t.gw.apiUrl}/api/v1/agents/tunnel`);
+    assert.equal(res.status, 404, "a plain GET is not a tunnel");
+  });
+
+  test("an agent that shares no protocol version is told so and dropped", async () => {
+    const c = await raw(secret);
+    c.ws.send(encodeControl("HELLO", 0, { versions: [7, 9], software: "9.0.0" }));
+    assert.equal(await c.closed, 1002);
+    const bye = c.frames.find((f) => f.type === "GOODBYE") as unknown as { body: { code: string; reason: string } };
+    assert.equal(bye.body.code, "GH-AGENT-005");
+    assert.match(bye.body.reason, /agent speaks tunnel versions 7–9, this gateway 1–1/);
+  });
+
+  test("an older agent (versions 1–1) and a newer one (1–5) both get version 1", async () => {
+    for (const versions of [[1, 1], [1, 5]]) {
+      const c = await raw(secret);
+      c.ws.send(encodeControl("HELLO", 0, { versions, software: "x", capabilities: ["postgres", "teleport"] }));
+      await waitFor(() => c.frames.find((f) => f.type === "WELCOME"), "WELCOME");
+      const w = c.frames.find((f) => f.type === "WELCOME") as unknown as { body: { version: number; capabilities: string[]; connections: string[] } };
+      assert.equal(w.body.version, 1);
+      assert.deepEqual(w.body.capabilities, ["postgres"], "only capabilities both sides list");
+      assert.deepEqual(w.body.connections, ["pg-test"]);
+      c.ws.close();
+      await c.closed;
+    }
+  });
+
+  test("frames before HELLO, or frames only a gateway sends, end the tunnel", async () => {
+    const early = await raw(secret);
+    early.ws.send(encodeControl("OPENED", 1, {}));
+    assert.equal(await early.closed, 1002);
+    const rogue = await raw(secret);
+    rogue.ws.send(encodeControl("HELLO", 0, { versions: [1, 1] }));
+    await waitFor(() => rogue.frames.find((f) => f.type === "WELCOME"), "WELCOME");
+    rogue.ws.send(encodeControl("OPEN", 2, { connection: "pg-test" }));
+    assert.equal(await rogue.closed, 1002);
+  });
+
+  test("an agent cannot answer for a stream it was not asked to open", async () => {
+    const c = await raw(secret);
+    c.ws.send(encodeControl("HELLO", 0, { versions: [1, 1] }));
+    await waitFor(() => c.frames.find((f) => f.type === "WELCOME"), "WELCOME");
+    c.ws.send(encodeControl("OPENED", 41, { parameterFrames: [], parameters: {}, backendKey: { processId: 1, secretKey: "" }, leftover: [], tls: false }));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(c.ws.readyState, WebSocket.OPEN, "ignored: no session waits for stream 41");
+    c.ws.close();
+    await c.closed;
+  });
+});
+
+describe("several agents serving one connection", () => {
+  let t: TestGateway;
+  const clients: AgentClient[] = [];
+  before(async () => {
+    t = await startTestGateway({ extraConfig: (c) => {
+        c.connections![0]!.agent = ["edge-a", "edge-b"];
+      },
+    });
+    const dir = new AgentDirectory(t.gw.store);
+    for (const name of ["edge-a", "edge-b"]) {
+      const a = new AgentClient({ gateway: t.gw.apiUrl, token: await dir.create(name), logger: silent, version: "test", minBackoffMs: 50, maxBackoffMs: 200 });
+      a.start();
+      clients.push(a);
+    }
+    await waitFor(() => clients.every((c) => c.state === "connected"), "both agents to connect");
+  });
+  after(async () => {
+    for (const c of clients) await c.stop();
+    await t?.close();
+  });
+
+  test("sessions go to any connected agent; with one gone, the other serves", async () => {
+    const sessions = await Promise.all(Array.from({ length: 6 }, async () => connectGateway(t, await t.agentToken())));
+    const status = (await (await fetch(`${t.gw.apiUrl}/metrics`)).text()).match(/gatehouse_agents_connected\{agent="edge-[ab]"\} 1/g);
+    assert.equal(status?.length, 2);
+    await Promise.all(sessions.map((c) => c.end()));
+    const a = clients[0]!;
+    await a.stop();
+    for (let i = 0; i < 4; i++) {
+      const c = await connectGateway(t, await t.agentToken());
+      assert.equal((await c.query("SELECT 1 AS one")).rows[0].one, 1);
+      await c.end();
+    }
+    await clients[1]!.stop();
+    const err = await connectGateway(t, await t.agentToken()).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    assert.match(err!.message, /GH-AGENT-001.*none of the agents "edge-a", "edge-b" \(serving connection pg-test\) is connected/);
+  });
+});
+
+
+describe("an agent with its own OIDC identity (client credentials)", () => {
+  let t: TestGateway;
+  let agent: AgentClient | undefined;
+  before(async () => {
+    t = await startTestGateway({
+      idp: { tokenLifetimeSeconds: 4 },
+      extraConfig: (c) => {
+        c.connections![0]!.agent = "edge-oidc";
+        c.agents = [{ name: "edge-oidc", clientIds: ["edge-oidc-app"] }];
+      },
+    });
+  });
+  after(async () => {
+    await agent?.stop();
+    await t?.close();
+  });
+
+  const source = (clientId: string) => clientCredentialsTokenSource({ tokenUrl: t.idp.tokenEndpoint, clientId, clientSecret: t.idp.clientSecret(clientId), resource: t.idp.audience });
+
+  test("its token authenticates it; the tunnel closes when the token expires and comes back with a fresh one", { timeout: 30_000 }, async () => {
+    let connects = 0;
+    agent = new AgentClient({ gateway: t.gw.apiUrl, token: source("edge-oidc-app"), logger: silent, version: "test", minBackoffMs: 50, maxBackoffMs: 200 });
+    agent.onState = (s) => {
+      if (s === "connected") connects++;
+    };
+    agent.start();
+    await waitFor(() => agent!.state === "connected", "the OIDC agent to connect", 10_000);
+    const c = await connectGateway(t, await t.agentToken());
+    assert.equal((await c.query("SELECT 1 AS one")).rows[0].one, 1);
+    await c.end();
+    await waitFor(() => connects >= 2, "a reconnect after the 4 s token expired", 15_000);
+    const again = await connectGateway(t, await t.agentToken());
+    assert.equal((await again.query("SELECT 2 AS two")).rows[0].two, 2);
+    await again.end();
+  });
+
+  test("a token of another application, or of a revoked agent, is refused", async () => {
+    const other = await source("someone-else")();
+    const url = `${t.gw.apiUrl.replace("http:", "ws:")}/api/v1/agents/tunnel`;
+    const status = (bearer: string) =>
+      new Promise<number | undefined>((resolve) => {
+        const ws = new WebSocket(url, { headers: { authorization: `Bearer ${bearer}` } });
+        ws.on("error", () => {});
+        ws.once("open", () => {
+          ws.close();
+          resolve(undefined);
+        });
+        ws.once("unexpected-response", (_q, res) => resolve(res.statusCode));
+      });
+    assert.equal(await status(other), 401);
+    await new AgentDirectory(t.gw.store).revoke("edge-oidc", Date.now(), ["edge-oidc"]);
+    assert.equal(await status(await source("edge-oidc-app")()), 401);
+  });
+});
+
+describe("the tunnel over TLS (api.tls)", () => {
+  let t: TestGateway;
+  let dir: string;
+  let cert: string;
+  const agents: AgentClient[] = [];
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "gh-api-tls-"));
+    cert = ensureSelfSigned(dir).cert;
+    t = await startTestGateway({
+      extraConfig: (c) => {
+        c.connections![0]!.agent = "edge";
+        c.api!.tls = { cert: `file:${join(dir, "gateway-cert.pem")}`, key: `file:${join(dir, "gateway-key.pem")}` };
+      },
+    });
+  });
+  after(async () => {
+    for (const a of agents) await a.stop();
+    await t?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("the API answers over HTTPS and an agent trusting the CA connects over wss://; one that does not, cannot", async () => {
+    assert.match(t.gw.apiUrl, /^https:/);
+    const secret = await new AgentDirectory(t.gw.store).create("edge");
+    const untrusting = new AgentClient({ gateway: t.gw.apiUrl, token: secret, logger: silent, version: "test", minBackoffMs: 50, maxBackoffMs: 100 });
+    agents.push(untrusting);
+    untrusting.start();
+    await new Promise((r) => setTimeout(r, 500));
+    assert.notEqual(untrusting.state, "connected", "an unverified certificate is refused");
+    await untrusting.stop();
+    const trusting = new AgentClient({ gateway: t.gw.apiUrl, token: secret, logger: silent, version: "test", ca: cert });
+    agents.push(trusting);
+    trusting.start();
+    await waitFor(() => trusting.state === "connected", "the agent over wss://");
+    const c = await connectGateway(t, await t.agentToken());
+    assert.equal((await c.query("SELECT 'tls' AS x")).rows[0].x, "tls");
+    await c.end();
+  });
+});
