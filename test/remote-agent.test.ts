@@ -16,7 +16,7 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import pg from "pg";
 import type { ConfigInput } from "../src/config/schema.ts";
-import { runProcess, waitFor } from "./helpers/clients.ts";
+import { runProcess, sendCancelRequest, waitFor } from "./helpers/clients.ts";
 import { DEFAULT_POLICIES, GROUPS } from "./helpers/gateway.ts";
 import { startTestIdp, type TestIdp } from "./helpers/idp.ts";
 import { type PrivatePostgres, privatePostgresUnavailable, startPrivatePostgres } from "./helpers/private-pg.ts";
@@ -163,6 +163,24 @@ describe("network-resident agent", { skip: unavailable }, () => {
     );
     assert.equal(pids.size, 200, "each session has its own target backend");
     await Promise.all(clients.map((c) => c.end()));
+  });
+
+  test("a CancelRequest reaches the target through the agent", async () => {
+    const c = client();
+    await c.connect();
+    const running = c.query("SELECT pg_sleep(20)").then(
+      () => undefined,
+      (e: Error & { code?: string }) => e,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    const started = Date.now();
+    const k = c as unknown as { processID: number; secretKey: number };
+    await sendCancelRequest("127.0.0.1", pgPort, k.processID, k.secretKey);
+    const err = await running;
+    assert.equal(err?.code, "57014", "canceling statement due to user request");
+    assert.ok(Date.now() - started < 5000);
+    assert.equal((await c.query("SELECT 1 AS one")).rows[0].one, 1, "the session goes on");
+    await c.end();
   });
 
   test("agents list shows the agent connected, with version and connections", async () => {
