@@ -73,6 +73,30 @@ export const postgresTargetSchema = z
   })
   .strict();
 
+export const httpTargetSchema = z
+  .object({
+    url: z.string().url().describe("Base URL of the target, as the agent sees it (e.g. https://ci.internal:8443/api); the caller's path after /<connection> is appended."),
+    auth: z
+      .object({
+        type: z.enum(["bearer", "basic", "header"]).describe("bearer: `Authorization: Bearer <secret>`; basic: `Authorization: Basic user:secret`; header: `<header>: <secret>`."),
+        secret: z.string().describe("Credential reference resolved by the agent (`env:NAME` or `file:/path`)."),
+        username: z.string().optional().describe("basic only: the user name."),
+        header: z.string().regex(/^[A-Za-z0-9-]+$/).optional().describe("header only: the header name, e.g. X-API-Key."),
+      })
+      .strict()
+      .optional()
+      .describe("The credential the agent injects; the caller's own Authorization header never reaches the target."),
+    hosts: z.array(z.string().min(1)).default([]).describe("Host header values that select this connection (besides the /<connection>/ path prefix)."),
+    ca: z.string().optional().describe("CA bundle reference (`file:/path`) to verify an https target."),
+    timeout: duration.default(60).describe("Time allowed for the target's response headers."),
+    git: z.boolean().default(false).describe("The target speaks git smart HTTP: pushes are judged per ref (see docs/policy.md)."),
+  })
+  .strict()
+  .superRefine((h, ctx) => {
+    if (h.auth?.type === "header" && !h.auth.header) ctx.addIssue({ code: "custom", path: ["auth", "header"], message: "auth type `header` needs `header:` (its name)" });
+    if (h.auth && !/^(env|file):./.test(h.auth.secret)) ctx.addIssue({ code: "custom", path: ["auth", "secret"], message: "the credential must be a reference the agent resolves (env:NAME or file:/path)" });
+  });
+
 export const connectionPolicySchema = z
   .object({
     default: action.default("deny").describe("Decision when no rule matches."),
@@ -87,7 +111,7 @@ export const connectionPolicySchema = z
 export const connectionSchema = z
   .object({
     name,
-    protocol: z.enum(["postgres"]).describe("Target protocol (http and ssh arrive with their own gates)."),
+    protocol: z.enum(["postgres", "http"]).describe("Target protocol: `postgres` (PostgreSQL listener) or `http` (HTTP listener: internal APIs, CI systems, git over smart HTTP)."),
     agent: z
       .union([name, z.array(name).min(1)])
       .default("embedded")
@@ -95,6 +119,7 @@ export const connectionSchema = z
     labels: z.record(z.string(), z.string()).default({}).describe("Free-form labels policies can match (e.g. env: prod)."),
     description: z.string().optional(),
     postgres: postgresTargetSchema.optional(),
+    http: httpTargetSchema.optional(),
     policy: connectionPolicySchema.default({ default: "deny", unparseable: "review", reviewMode: "hold", approvers: [], reviewExpires: 3600, notify: [] }),
     recording: z
       .object({
@@ -108,6 +133,9 @@ export const connectionSchema = z
     if (c.protocol === "postgres" && !c.postgres) {
       ctx.addIssue({ code: "custom", path: ["postgres"], message: "a postgres connection needs a `postgres:` target (host, database, user)" });
     }
+    if (c.protocol === "http" && !c.http) ctx.addIssue({ code: "custom", path: ["http"], message: "an http connection needs an `http:` target (url)" });
+    if (c.protocol !== "http" && c.http) ctx.addIssue({ code: "custom", path: ["http"], message: "`http:` only applies to protocol: http" });
+    if (c.protocol !== "postgres" && c.postgres) ctx.addIssue({ code: "custom", path: ["postgres"], message: "`postgres:` only applies to protocol: postgres" });
     const agents = Array.isArray(c.agent) ? c.agent : [c.agent];
     const remote = agents.some((a) => a !== "embedded");
     if (remote && agents.includes("embedded")) ctx.addIssue({ code: "custom", path: ["agent"], message: "a connection is served either by the embedded agent or by network-resident agents, not both" });
@@ -150,6 +178,19 @@ export const ruleSchema = z
         flags: z.array(z.enum(RISK_FLAGS)).optional().describe("Classifier risk flags."),
         tables: stringList.optional().describe("Tables (`*` wildcards; unqualified names match any schema)."),
         statements: stringList.optional().describe("Parse-tree statement node types, e.g. DropStmt, VariableSetStmt."),
+        methods: z.array(z.string().regex(/^[A-Za-z]+$|^\*$/)).optional().describe("HTTP methods (case-insensitive; `*` any)."),
+        paths: stringList.optional().describe("HTTP paths after normalization (`*` one segment, `**` any depth; see docs/policy.md)."),
+        query: z.record(z.string(), z.string()).optional().describe("HTTP query parameters that must all be present with matching values (globs)."),
+        headers: z.record(z.string(), z.string()).optional().describe("HTTP request headers that must all match (names case-insensitive, values globs)."),
+        json: z.record(z.string(), z.string()).optional().describe("JSON body fields by JSON Pointer (`/spec/env`) that must all match (globs on the value as text)."),
+        git: z
+          .object({
+            actions: z.array(z.enum(["fetch", "push", "create", "update", "delete", "force"])).optional().describe("fetch; push (any ref update); create, update, delete a ref; force: a non-fast-forward update."),
+            refs: stringList.optional().describe("Ref names (`refs/heads/main`, or short `main`, `release/*`)."),
+          })
+          .strict()
+          .optional()
+          .describe("git smart-HTTP conditions: a push is judged per updated ref."),
       })
       .strict()
       .optional(),

@@ -69,6 +69,41 @@ export interface SqlDescription {
   parseError?: string;
 }
 
+/** One ref update of a git push (from the receive-pack commands). */
+export interface GitRefUpdate {
+  ref: string;
+  old: string;
+  new: string;
+  action: "create" | "update" | "delete";
+  /** update only: true / false when the gateway could tell, undefined when it could not. */
+  fastForward?: boolean | undefined;
+}
+
+export interface GitDescription {
+  service: "upload-pack" | "receive-pack";
+  /** discovery: GET info/refs; rpc: the POST that fetches or pushes. */
+  phase: "discovery" | "rpc";
+  /** receive-pack rpc: the ref updates, each judged on its own. */
+  updates?: GitRefUpdate[];
+}
+
+export interface HttpDescription {
+  /** Upper case. */
+  method: string;
+  /** Normalized, decoded path (src/protocols/http/normalize.ts), relative to the connection. */
+  path: string;
+  /** Decoded query parameters. */
+  query: Record<string, string[]>;
+  /** Request headers, names lower case, without credentials (authorization, cookie, proxy-*). */
+  headers: Record<string, string>;
+  bodyBytes: number;
+  /** SHA-256 of the body (part of the approval binding). */
+  bodySha256: string;
+  /** The body parsed, when it is JSON (for `json` rule conditions). */
+  json?: unknown;
+  git?: GitDescription;
+}
+
 export interface Operation {
   protocol: Protocol;
   /** Canonical text shown to reviewers and bound into approvals. */
@@ -76,4 +111,5 @@ export interface Operation {
   /** Bound parameter values (extended protocol), as text or null; part of the approval binding. */
   parameters?: (string | null)[];
   sql?: SqlDescription;
+  http?: HttpDescription;
 }

@@ -28,6 +28,8 @@ export interface PolicyInput {
 /** What one rule is matched against: one statement (or the whole operation for non-SQL). */
 interface Unit {
   index: number;
+  /** HTTP operations: the git ref update this unit is about (a push is judged per ref). */
+  git?: { actions: readonly GitAction[]; ref?: string };
   kinds: readonly SqlKind[];
   flags: readonly RiskFlag[];
   tables: readonly string[];
@@ -38,7 +40,26 @@ interface Unit {
 /** Flags that describe the text rather than an effect; an allow rule need not list them. */
 const INFORMATIONAL_FLAGS: ReadonlySet<RiskFlag> = new Set<RiskFlag>(["multi-statement"]);
 
+type GitAction = "fetch" | "push" | "create" | "update" | "delete" | "force";
+
+/** What a git request does: fetch, or per updated ref push + create/update/delete (+ force). */
+function gitUnits(op: Operation): Unit[] | undefined {
+  const g = op.http?.git;
+  if (!g) return undefined;
+  const base = { kinds: [], flags: [], tables: [], nodeTypes: [], unparseable: false };
+  if (g.service === "upload-pack") return [{ index: 0, ...base, git: { actions: ["fetch"] } }];
+  if (g.phase === "discovery" || !g.updates?.length) return [{ index: 0, ...base, git: { actions: ["push"] } }];
+  return g.updates.map((u, index) => {
+    const actions: GitAction[] = ["push", u.action];
+    // Not proven a fast-forward counts as a force push: rules about force pushes see it.
+    if (u.action === "update" && u.fastForward !== true) actions.push("force");
+    return { index, ...base, git: { actions, ref: u.ref } };
+  });
+}
+
 function unitsOf(op: Operation): Unit[] {
+  const git = gitUnits(op);
+  if (git) return git;
   const sql = op.sql;
   if (!sql) return [{ index: 0, kinds: [], flags: [], tables: [], nodeTypes: [], unparseable: false }];
   if (sql.parseError !== undefined) {
@@ -97,11 +118,89 @@ function connectionMatches(rule: RuleConfig, c: Connection): boolean {
   return true;
 }
 
+/**
+ * HTTP path pattern vs normalized path: `*` is one segment (or part of one), `**` any number of
+ * segments. Deny and review rules compare case-insensitively (a target may treat /Deploy as
+ * /deploy); allow rules exactly (so they never cover more than they name).
+ */
+function pathMatches(pattern: string, path: string, action: DecisionAction): boolean {
+  const fold = action !== "allow";
+  const p = fold ? pattern.toLowerCase() : pattern;
+  const v = fold ? path.toLowerCase() : path;
+  let src = "^";
+  for (let i = 0; i < p.length; i++) {
+    const ch = p[i]!;
+    if (ch === "*" && p[i + 1] === "*") {
+      src += ".*";
+      i++;
+    } else if (ch === "*") src += "[^/]*";
+    else if (ch === "?") src += "[^/]";
+    else src += ch.replace(/[.+^${}()|[\]\\/-]/g, "\\$&");
+  }
+  return new RegExp(`${src}$`, "s").test(v);
+}
+
+function jsonPointer(doc: unknown, pointer: string): unknown {
+  if (pointer === "") return doc;
+  let cur: unknown = doc;
+  for (const raw of pointer.split("/").slice(1)) {
+    const key = raw.replace(/~1/g, "/").replace(/~0/g, "~");
+    if (cur === null || typeof cur !== "object") return undefined;
+    cur = (cur as Record<string, unknown>)[key];
+  }
+  return cur;
+}
+
+const GIT_ALLOW_IMPLIED: Record<string, readonly GitAction[]> = { push: ["push", "create", "update"] };
+
+function httpMatches(m: NonNullable<RuleConfig["operations"]>, op: Operation, u: Unit, a: DecisionAction): boolean {
+  const h = op.http;
+  if (!h) return false;
+  if (m.methods && !m.methods.some((x) => x === "*" || x.toUpperCase() === h.method)) return false;
+  if (m.paths && !m.paths.some((p) => pathMatches(p, h.path, a))) return false;
+  if (m.query && !Object.entries(m.query).every(([k, v]) => (h.query[k] ?? []).some((x) => globMatch(v, x)))) return false;
+  if (m.headers && !Object.entries(m.headers).every(([k, v]) => h.headers[k.toLowerCase()] !== undefined && globMatch(v, h.headers[k.toLowerCase()]!))) return false;
+  if (m.json) {
+    if (h.json === undefined) return false;
+    for (const [ptr, pat] of Object.entries(m.json)) {
+      const v = jsonPointer(h.json, ptr);
+      if (v === undefined) return false;
+      if (!globMatch(pat, typeof v === "string" ? v : JSON.stringify(v))) return false;
+    }
+  }
+  if (m.git) {
+    const g = u.git;
+    if (!g) return false;
+    if (m.git.actions) {
+      const listed = m.git.actions;
+      if (a === "allow") {
+        // An allow rule covers a unit only if every specific action is listed (`push` covers
+        // create and update, never delete or force).
+        const covered = new Set(listed.flatMap((x) => GIT_ALLOW_IMPLIED[x] ?? [x]));
+        if (!g.actions.every((x) => covered.has(x))) return false;
+      } else if (!g.actions.some((x) => listed.includes(x))) return false;
+    }
+    if (m.git.refs) {
+      if (!g.ref) return false;
+      const ref = g.ref;
+      const short = ref.replace(/^refs\/(heads|tags)\//, "");
+      if (!m.git.refs.some((p) => globMatch(p, ref) || globMatch(p, short))) return false;
+    }
+  }
+  return true;
+}
+
+const SQL_CONDITIONS = ["kinds", "flags", "tables", "statements"] as const;
+const HTTP_CONDITIONS = ["methods", "paths", "query", "headers", "json", "git"] as const;
+
 function operationMatches(rule: RuleConfig, op: Operation, u: Unit): boolean {
   const m = rule.operations;
   if (!m) return true;
   const a = rule.decision;
   if (m.protocols && !m.protocols.includes(op.protocol)) return false;
+  // Conditions of one protocol never match another's operations (not even vacuously).
+  if (op.protocol !== "postgres" && SQL_CONDITIONS.some((k) => m[k] !== undefined)) return false;
+  if (HTTP_CONDITIONS.some((k) => m[k] !== undefined)) return op.protocol === "http" && httpMatches(m, op, u, a);
   if (m.kinds) {
     const kinds = m.kinds;
     if (u.kinds.length === 0 || !listMatches(u.kinds, (k) => kinds.includes(k), a)) return false;

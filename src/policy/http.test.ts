@@ -1,0 +1,142 @@
+// Policy on HTTP and git operations, through the real classifier: methods, normalized paths (no
+// trick dodges a rule), query/header/JSON conditions, per-ref git pushes, and the rule that one
+// protocol's conditions never match another's operations.
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { ruleSchema } from "../config/schema.ts";
+import type { Connection } from "../domain/connection.ts";
+import type { Principal } from "../domain/principal.ts";
+import { describeHttp } from "../protocols/http/classify.ts";
+import { PathRejected } from "../protocols/http/normalize.ts";
+import { classifySql, initClassifier } from "../protocols/postgres/classify/index.ts";
+import { PolicyEngine } from "./engine.ts";
+
+const agent: Principal = { subject: "t/agent", objectId: "agent", issuer: "i", displayName: "agent", kind: "service", groups: ["ai-agents"], roles: [], scopes: [], expiresAt: 0 };
+const human: Principal = { ...agent, subject: "t/alice", displayName: "alice", kind: "human", groups: ["dev"] };
+const ci: Connection = { name: "ci", protocol: "http", agent: "embedded", agents: ["embedded"], labels: {}, policy: { default: "deny", unparseable: "review", reviewMode: "hold", approvers: ["ops"], reviewExpiresSeconds: 60, notify: [] } };
+const repo: Connection = { ...ci, name: "repo" };
+
+const engine = new PolicyEngine(
+  [
+    { name: "no-deletes", operations: { methods: ["DELETE"] }, decision: "deny" },
+    { name: "builds", operations: { methods: ["POST"], paths: ["/job/*/build"] }, decision: "review" },
+    { name: "deploys", operations: { methods: ["POST"], paths: ["/deploy", "/deploy/**"] }, decision: "review" },
+    { name: "agent-rotations", principals: { kind: "service" }, operations: { methods: ["POST"], paths: ["/api/secrets/*/rotate"] }, decision: "review" },
+    { name: "prod-json", operations: { methods: ["POST", "PUT"], json: { "/spec/env": "prod*" } }, decision: "review" },
+    { name: "dry-run-header", operations: { headers: { "X-Dry-Run": "false" }, methods: ["POST"], paths: ["/plan"] }, decision: "review" },
+    { name: "force-query", operations: { query: { force: "true" } }, decision: "deny" },
+    { name: "read-anything", principals: { groups: ["ai-agents"] }, operations: { methods: ["GET", "HEAD"], paths: ["/**"] }, decision: "allow" },
+    { name: "public-posts", operations: { methods: ["POST"], paths: ["/public/**"] }, decision: "allow" },
+    { name: "agents-post", principals: { groups: ["ai-agents"] }, operations: { protocols: ["http"], methods: ["POST"] }, decision: "allow" },
+    { name: "git-fetch", operations: { git: { actions: ["fetch"] } }, decision: "allow" },
+    { name: "git-push", principals: { groups: ["ai-agents"] }, operations: { git: { actions: ["push"] } }, decision: "allow" },
+    { name: "protected-branches", operations: { git: { actions: ["push"], refs: ["main", "release/*"] } }, decision: "review" },
+    { name: "no-force-or-delete", operations: { git: { actions: ["force", "delete"] } }, decision: "deny" },
+    { name: "sql-reads", operations: { kinds: ["read"] }, decision: "allow" },
+    { name: "sql-tables", operations: { tables: ["secrets"] }, decision: "allow" },
+  ].map((r) => ruleSchema.parse(r)),
+);
+
+function decide(method: string, target: string, opts: { principal?: Principal; body?: string; headers?: Record<string, string>; git?: boolean; connection?: Connection; fastForward?: boolean } = {}) {
+  const op = describeHttp({ method, target, headers: opts.headers ?? {}, body: Buffer.from(opts.body ?? ""), git: opts.git ?? false });
+  if (opts.fastForward !== undefined) for (const u of op.http.git?.updates ?? []) u.fastForward = opts.fastForward;
+  return engine.decide({ principal: opts.principal ?? agent, connection: opts.connection ?? ci, operation: op });
+}
+
+describe("HTTP rules", () => {
+  test("methods and paths", () => {
+    assert.deepEqual([decide("GET", "/job/x").action, decide("GET", "/job/x").rule], ["allow", "read-anything"]);
+    assert.equal(decide("DELETE", "/anything").rule, "no-deletes");
+    assert.equal(decide("POST", "/job/web/build").rule, "builds");
+    assert.equal(decide("POST", "/job/web/other").action, "allow");
+    assert.equal(decide("POST", "/api/secrets/db/rotate").rule, "agent-rotations");
+    assert.equal(decide("POST", "/api/secrets/db/rotate", { principal: human }).action, "deny", "humans: no allow rule for them, default deny");
+    assert.equal(decide("GET", "/x", { principal: human }).rule, "default");
+  });
+
+  test("path tricks cannot dodge a rule", () => {
+    for (const t of ["/deploy", "/a/../deploy", "/x/%2e%2e/deploy", "//deploy", "/./deploy", "/DEPLOY", "/Deploy/", "/%64eploy", "/deploy/prod/now", "/deploy?x=1"]) {
+      assert.deepEqual([decide("POST", t).action, decide("POST", t).rule], ["review", "deploys"], t);
+    }
+    for (const t of ["/%2564eploy", "/de%2Fploy", "/a\\..\\deploy", "/..%2fdeploy"]) assert.throws(() => decide("POST", t), PathRejected, t);
+  });
+
+  test("allow rules match paths exactly (a case variant is not covered)", () => {
+    assert.equal(decide("POST", "/public/x", { principal: human }).rule, "public-posts");
+    assert.equal(decide("POST", "/PUBLIC/x", { principal: human }).action, "deny");
+  });
+
+  test("query, header and JSON body conditions", () => {
+    assert.equal(decide("GET", "/job/x?force=true").rule, "force-query");
+    assert.equal(decide("GET", "/job/x?force=false").action, "allow");
+    assert.equal(decide("POST", "/plan", { headers: { "x-dry-run": "false" } }).rule, "dry-run-header");
+    assert.equal(decide("POST", "/plan", { headers: { "x-dry-run": "true" } }).action, "allow");
+    const json = { "content-type": "application/json" };
+    assert.equal(decide("POST", "/apps", { headers: json, body: JSON.stringify({ spec: { env: "production" } }) }).rule, "prod-json");
+    assert.equal(decide("POST", "/apps", { headers: json, body: JSON.stringify({ spec: { env: "staging" } }) }).action, "allow");
+    assert.equal(decide("POST", "/apps", { headers: { "content-type": "text/plain" }, body: JSON.stringify({ spec: { env: "production" } }) }).action, "allow", "only JSON bodies are read as JSON");
+  });
+
+  test("the body is bound: a different body is a different operation", () => {
+    const a = describeHttp({ method: "POST", target: "/deploy", headers: {}, body: Buffer.from("v1"), git: false });
+    const b = describeHttp({ method: "POST", target: "/deploy", headers: {}, body: Buffer.from("v2"), git: false });
+    assert.equal(a.text, b.text);
+    assert.notDeepEqual(a.parameters, b.parameters);
+  });
+
+  test("credentials never become part of the operation", () => {
+    const op = describeHttp({ method: "GET", target: "/x", headers: { authorization: "Bearer secret", cookie: "s=1", "x-trace": "t" }, body: Buffer.alloc(0), git: false });
+    assert.deepEqual(op.http.headers, { "x-trace": "t" });
+  });
+});
+
+const Z = "0".repeat(40);
+const A = "a".repeat(40);
+const B = "b".repeat(40);
+function push(...cmds: string[]): string {
+  const lines = cmds.map((c, i) => {
+    const l = `${c}${i === 0 ? "\0report-status side-band-64k" : ""}\n`;
+    return `${(Buffer.byteLength(l) + 4).toString(16).padStart(4, "0")}${l}`;
+  });
+  return `${lines.join("")}0000PACK`;
+}
+
+describe("git rules", () => {
+  const git = (method: string, target: string, o: Parameters<typeof decide>[2] = {}) => decide(method, target, { git: true, connection: repo, ...o });
+  test("fetches are allowed; a push to a feature branch passes; protected branches need review", () => {
+    assert.equal(git("GET", "/app.git/info/refs?service=git-upload-pack", { principal: human }).rule, "git-fetch");
+    assert.equal(git("POST", "/app.git/git-upload-pack", { principal: human }).rule, "git-fetch");
+    assert.equal(git("GET", "/app.git/info/refs?service=git-receive-pack").action, "allow");
+    assert.equal(git("GET", "/app.git/info/refs?service=git-receive-pack", { principal: human }).rule, "default", "humans may not push here");
+    assert.equal(git("POST", "/app.git/git-receive-pack", { body: push(`${A} ${B} refs/heads/feature/x`), fastForward: true }).action, "allow");
+    assert.equal(git("POST", "/app.git/git-receive-pack", { body: push(`${Z} ${B} refs/heads/feature/new`) }).action, "allow");
+    assert.equal(git("POST", "/app.git/git-receive-pack", { body: push(`${Z} ${B} refs/heads/feature/new`), principal: human }).action, "deny", "humans may not push here");
+    assert.equal(git("POST", "/app.git/git-receive-pack", { body: push(`${A} ${B} refs/heads/main`), fastForward: true }).rule, "protected-branches");
+    assert.equal(git("POST", "/app.git/git-receive-pack", { body: push(`${A} ${B} refs/heads/release/1.2`), fastForward: true }).rule, "protected-branches");
+  });
+  test("force pushes (or pushes not proven fast-forward) and deletions are denied", () => {
+    assert.equal(git("POST", "/app.git/git-receive-pack", { body: push(`${A} ${B} refs/heads/feature/x`), fastForward: false }).rule, "no-force-or-delete");
+    assert.equal(git("POST", "/app.git/git-receive-pack", { body: push(`${A} ${B} refs/heads/feature/x`) }).rule, "no-force-or-delete");
+    assert.equal(git("POST", "/app.git/git-receive-pack", { body: push(`${A} ${Z} refs/heads/feature/x`) }).rule, "no-force-or-delete");
+  });
+  test("a push is judged per ref: one protected ref in it makes the whole push need review", () => {
+    const d = git("POST", "/app.git/git-receive-pack", { body: push(`${A} ${B} refs/heads/feature/x`, `${A} ${B} refs/heads/main`), fastForward: true });
+    assert.deepEqual([d.action, d.rule, d.statementIndex], ["review", "protected-branches", 1]);
+  });
+  test("malformed pushes are refused", () => {
+    for (const body of ["00", "zzzz", "0000", push(`${A} ${B} main`), push(`${A} ${B} refs/heads/a..b`), push(`${Z} ${Z} refs/heads/x`), push("garbage"), `${push(`${A} ${B} refs/heads/x`).slice(0, 20)}`]) {
+      assert.throws(() => git("POST", "/app.git/git-receive-pack", { body }), /push|pkt-line|ref|ids/);
+    }
+  });
+});
+
+describe("protocols do not cross", () => {
+  test("SQL conditions never match HTTP operations, and HTTP conditions never match SQL", async () => {
+    assert.equal(decide("GET", "/x", { principal: human }).rule, "default", "sql-tables (allow) does not vacuously cover an HTTP request");
+    await initClassifier();
+    const pg: Connection = { ...ci, protocol: "postgres", name: "db" };
+    const d = engine.decide({ principal: agent, connection: pg, operation: { protocol: "postgres", text: "DELETE FROM t", sql: classifySql("DELETE FROM t") } });
+    assert.notEqual(d.rule, "no-deletes");
+  });
+});

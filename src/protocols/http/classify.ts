@@ -1,0 +1,68 @@
+// An HTTP request as an Operation: method, normalized path, decoded query, headers (without
+// credentials), body hash and, for JSON bodies, the parsed document; git smart-HTTP requests also
+// carry what they do to which refs. Pure; throws PathRejected / GitProtocolError for requests that
+// cannot be described (they are refused, never judged on a guess).
+
+import { createHash } from "node:crypto";
+import type { HttpDescription, Operation } from "../../domain/operation.ts";
+import { gitService, parseReceivePack } from "./git.ts";
+import { normalizeTarget } from "./normalize.ts";
+
+/** Headers that are credentials or hop-by-hop: never part of an Operation. */
+export const SENSITIVE_HEADERS = new Set(["authorization", "proxy-authorization", "cookie", "set-cookie", "x-gatehouse-token"]);
+
+/** JSON bodies up to this size are parsed for `json` rule conditions. */
+export const JSON_PARSE_LIMIT = 1 << 20;
+
+export interface HttpRequestInput {
+  method: string;
+  /** Request target relative to the connection, e.g. `/job/x/build?delay=0`. */
+  target: string;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  /** The connection speaks git smart HTTP. */
+  git: boolean;
+}
+
+function decodeQuery(query: string): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  if (!query) return out;
+  for (const [k, v] of new URLSearchParams(query)) (out[k] ??= []).push(v);
+  return out;
+}
+
+export function describeHttp(input: HttpRequestInput): Operation & { http: HttpDescription; forward: string } {
+  const method = input.method.toUpperCase();
+  const t = normalizeTarget(input.target);
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(input.headers)) {
+    const name = k.toLowerCase();
+    if (v === undefined || SENSITIVE_HEADERS.has(name)) continue;
+    headers[name] = Array.isArray(v) ? v.join(", ") : v;
+  }
+  const query = decodeQuery(t.query);
+  const bodySha256 = createHash("sha256").update(input.body).digest("hex");
+  const http: HttpDescription = { method, path: t.path, query, headers, bodyBytes: input.body.length, bodySha256 };
+  const ctype = headers["content-type"] ?? "";
+  if (input.body.length && input.body.length <= JSON_PARSE_LIMIT && /^application\/([\w.+-]*\+)?json\b/i.test(ctype)) {
+    try {
+      http.json = JSON.parse(input.body.toString("utf8"));
+    } catch {
+      /* not JSON after all: `json` conditions then do not match */
+    }
+  }
+  let text = `${method} ${t.path}${t.query ? `?${t.query}` : ""}`;
+  if (input.git) {
+    const g = gitService(method, t.path, query);
+    if (g) {
+      http.git = g;
+      if (g.service === "receive-pack" && g.phase === "rpc") {
+        const cmds = parseReceivePack(input.body);
+        http.git.updates = cmds.updates;
+        text = `git push ${t.path.replace(/\/git-receive-pack$/, "")}\n${cmds.updates.map((u) => `${u.action} ${u.ref} ${u.old.slice(0, 12)}..${u.new.slice(0, 12)}`).join("\n")}`;
+      } else if (g.service === "upload-pack") text = `git fetch ${t.path.replace(/\/(info\/refs|git-upload-pack)$/, "")}`;
+    }
+  }
+  // The body's hash is the operation's one parameter, so an approval covers exactly this body.
+  return { protocol: "http", text, parameters: [bodySha256], http, forward: t.forward };
+}

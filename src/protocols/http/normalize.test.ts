@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import fc from "fast-check";
+import { normalizeTarget, PathRejected } from "./normalize.ts";
+
+test("every trick lands on the canonical path", () => {
+  const cases: Array<[string, string]> = [
+    ["/deploy", "/deploy"],
+    ["/a/../deploy", "/deploy"],
+    ["/a/b/../../deploy", "/deploy"],
+    ["/./deploy", "/deploy"],
+    ["//deploy", "/deploy"],
+    ["///a//b///", "/a/b/"],
+    ["/x/%2e%2e/deploy", "/deploy"],
+    ["/x/%2E%2E/deploy", "/deploy"],
+    ["/x/.%2e/deploy", "/deploy"],
+    ["/%64eploy", "/deploy"],
+    ["/de%70loy", "/deploy"],
+    ["/job/a%20b/build", "/job/a b/build"],
+    ["/deploy?force=1", "/deploy"],
+    ["/caf%C3%A9", "/café"],
+    ["/", "/"],
+  ];
+  for (const [input, path] of cases) assert.equal(normalizeTarget(input).path, path, input);
+});
+
+test("what cannot be made canonical is refused", () => {
+  for (const bad of ["/%2564eploy", "/a%2Fb", "/a%2fb", "/a\\b", "/a%5Cb", "/a%00b", "/a%0Ab", "/%zz", "/%4", "/..", "/a/../../b", "/%C3", "deploy", "http://x/deploy", "*", "/a?b\u0000"]) {
+    assert.throws(() => normalizeTarget(bad), PathRejected, bad);
+  }
+});
+
+test("the forwarded target is canonical and judged again gives the same path", () => {
+  const n = normalizeTarget("/a/../x%20y/%7Euser/./z?q=%2e%2e");
+  assert.equal(n.forward, "/x%20y/~user/z?q=%2e%2e");
+  assert.equal(n.query, "q=%2e%2e");
+  fc.assert(
+    fc.property(fc.array(fc.oneof(fc.constantFrom("..", ".", "", "%2e", "%2E%2e", "a", "B", "%41", "é", "%20", "~"), fc.string({ maxLength: 4 })), { maxLength: 8 }), (segs) => {
+      let first: ReturnType<typeof normalizeTarget>;
+      try {
+        first = normalizeTarget(`/${segs.join("/")}`);
+      } catch (e) {
+        assert.ok(e instanceof PathRejected);
+        return;
+      }
+      const again = normalizeTarget(first.forward);
+      assert.equal(again.path, first.path, "idempotent: the target sees the judged path");
+      assert.ok(!first.segments.includes("..") && !first.segments.includes(".") && !first.segments.includes(""));
+    }),
+    { numRuns: 3000 },
+  );
+});
