@@ -29,6 +29,7 @@ import { createGatewayMetrics } from "./observability/metrics.ts";
 import { PolicyEngine } from "./policy/engine.ts";
 import { initClassifier } from "./protocols/postgres/classify/index.ts";
 import { PostgresListener } from "./protocols/postgres/engine.ts";
+import { HttpListener } from "./protocols/http/engine.ts";
 import { listenerSecureContext } from "./protocols/postgres/tls.ts";
 import { SecretResolver } from "./agent/secrets.ts";
 import { GatewayRegistry } from "./gate/gateways.ts";
@@ -51,6 +52,8 @@ export interface Gateway {
   api: FastifyInstance;
   /** Address of the PostgreSQL listener, when enabled. */
   postgres?: AddressInfo;
+  /** Address of the HTTP listener, when enabled and an http connection exists. */
+  http?: AddressInfo;
   reviews: ReviewService;
   notifier: NotificationDispatcher;
   store: Store;
@@ -100,7 +103,8 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
   const recordings = new RecordingService({ store, config: config.recording, logger, metrics });
   const sessions = new SessionLog(store, audit, metrics, id, recordings);
   const agents = new AgentRegistry();
-  agents.register(new EmbeddedAgent());
+  const embedded = new EmbeddedAgent({ gitMirrorDir: config.listeners.http.gitMirrorDir, logger });
+  agents.register(embedded);
   const agentDirectory = new AgentDirectory(store);
   const tunnels = new TunnelServer({ directory: agentDirectory, verifier, tokenAgents: new Map(config.agents.flatMap((a) => a.clientIds.map((id) => [id, a.name] as const))), registry: agents, connections, audit, metrics, logger });
 
@@ -139,10 +143,18 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       postgres = await listener.listen();
       stops.push(() => listener.close());
     }
+    stops.push(() => embedded.close());
+    let http: AddressInfo | undefined;
+    const httpCfg = config.listeners.http;
+    if (httpCfg.enabled && [...connections.values()].some((c) => c.protocol === "http")) {
+      const listener = new HttpListener({ config: httpCfg, connections, verifier, gate, agents, sessions, audit, metrics, logger });
+      http = await listener.listen();
+      stops.push(() => listener.close());
+    }
     await audit.append({ type: "gateway.started", data: { gatewayId: id, version: VERSION, store: store.kind, connections: [...connections.keys()], rules: config.policies.length } });
     await recordConfigLoaded(store, audit, config, id);
     checkpointer.start();
-    logger.info({ gatewayId: id, api: apiUrl, postgres: postgres ? `${postgres.address}:${postgres.port}` : null, store: store.description, version: VERSION }, "gateway started");
+    logger.info({ gatewayId: id, api: apiUrl, postgres: postgres ? `${postgres.address}:${postgres.port}` : null, http: http ? `${http.address}:${http.port}` : null, store: store.description, version: VERSION }, "gateway started");
 
     let closed = false;
     const gw: Gateway = {
@@ -169,6 +181,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       },
     };
     if (postgres) gw.postgres = postgres;
+    if (http) gw.http = http;
     return gw;
   } catch (e) {
     await stopAll();

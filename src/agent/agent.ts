@@ -5,6 +5,10 @@ import type { Connection } from "../domain/connection.ts";
 import { GatehouseError } from "../domain/errors.ts";
 import { cancelPostgresTarget, openPostgresTarget, type PostgresTargetSession } from "./postgres.ts";
 import { SecretResolver } from "./secrets.ts";
+import type { GitRefUpdate } from "../domain/operation.ts";
+import { createLogger, type Logger } from "../observability/logger.ts";
+import { GitMirrors } from "./git-mirror.ts";
+import { HttpForwarder, type HttpForwardRequest, type HttpForwardResponse } from "./http.ts";
 
 export interface Agent {
   readonly name: string;
@@ -14,13 +18,33 @@ export interface Agent {
   openPostgres(connection: Connection, clientParameters: Record<string, string>): Promise<PostgresTargetSession>;
   /** Deliver a CancelRequest for a session this agent opened. */
   cancelPostgres(connection: Connection, key: { processId: number; secretKey: Buffer }): Promise<void>;
+  /** Send a judged HTTP request to the connection's target, with the connection's credential. */
+  httpRequest?(connection: Connection, req: HttpForwardRequest): Promise<HttpForwardResponse>;
+  /** git pushes: establish which ref updates are fast-forwards (sets `fastForward`). */
+  gitFastForward?(connection: Connection, repoPath: string, updates: GitRefUpdate[], body: Buffer, commandsEnd: number, capabilities: string[]): Promise<void>;
+  close?(): Promise<void>;
 }
 
 export class EmbeddedAgent implements Agent {
   readonly name = "embedded";
   readonly #secrets: SecretResolver;
-  constructor(secrets = new SecretResolver()) {
-    this.#secrets = secrets;
+  readonly #http: HttpForwarder;
+  readonly #git: GitMirrors;
+  constructor(opts: { secrets?: SecretResolver; gitMirrorDir?: string; logger?: Logger } = {}) {
+    this.#secrets = opts.secrets ?? new SecretResolver();
+    this.#http = new HttpForwarder(this.#secrets);
+    this.#git = new GitMirrors(opts.gitMirrorDir ?? "./data/git-mirrors", this.#secrets, opts.logger ?? createLogger("silent"));
+  }
+  httpRequest(connection: Connection, req: HttpForwardRequest): Promise<HttpForwardResponse> {
+    if (!connection.http) throw new GatehouseError("HTTP_TARGET_UNAVAILABLE", `connection ${connection.name} has no http target`);
+    return this.#http.forward(connection.name, connection.http, req);
+  }
+  gitFastForward(connection: Connection, repoPath: string, updates: GitRefUpdate[], body: Buffer, commandsEnd: number, capabilities: string[]): Promise<void> {
+    if (!connection.http) return Promise.resolve();
+    return this.#git.classify(connection.name, connection.http, repoPath, updates, body, commandsEnd, capabilities);
+  }
+  close(): Promise<void> {
+    return this.#http.close();
   }
   openPostgres(connection: Connection, clientParameters: Record<string, string>): Promise<PostgresTargetSession> {
     if (!connection.postgres) throw new GatehouseError("PG_TARGET_UNAVAILABLE", `connection ${connection.name} has no postgres target`);

@@ -22,6 +22,11 @@ export function toConnection(c: ConnectionConfig): Connection {
   conn.recording = { onFailure: c.recording.onFailure };
   if (c.description !== undefined) conn.description = c.description;
   if (c.postgres) conn.postgres = { ...c.postgres };
+  if (c.http) {
+    const { auth, ca, ...rest } = c.http;
+    conn.http = { ...rest, ...(ca ? { ca } : {}) };
+    if (auth) conn.http.auth = { type: auth.type, secret: auth.secret, ...(auth.username ? { username: auth.username } : {}), ...(auth.header ? { header: auth.header } : {}) };
+  }
   return conn;
 }
 

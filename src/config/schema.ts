@@ -273,6 +273,17 @@ export const postgresListenerSchema = z
   })
   .strict();
 
+export const httpListenerSchema = z
+  .object({
+    enabled: z.boolean().default(true).describe("Serve the HTTP gate (only started when at least one connection has protocol: http)."),
+    host: z.string().default("127.0.0.1"),
+    port: z.number().int().min(0).max(65535).default(18080),
+    maxBodyBytes: z.number().int().min(1024).max(1 << 30).default(32 * 1024 * 1024).describe("Largest request body (read whole: it is judged and bound to approvals); larger ones get 413."),
+    maxHoldSeconds: duration.default(300).describe("A request held for review waits at most this long, then gets 409 with the review id (the review stays open; the identical retry runs once approved)."),
+    gitMirrorDir: z.string().default("./data/git-mirrors").describe("Where the agent keeps bare mirrors of git targets, to tell fast-forward pushes from force pushes."),
+  })
+  .strict();
+
 export const apiSchema = z
   .object({
     host: z.string().default("127.0.0.1"),
@@ -315,9 +326,9 @@ export const configSchema = z
     audit: auditSchema.default(auditSchema.parse({})),
     retention: retentionSchema.default(retentionSchema.parse({})),
     listeners: z
-      .object({ postgres: postgresListenerSchema.default(postgresListenerSchema.parse({})) })
+      .object({ postgres: postgresListenerSchema.default(postgresListenerSchema.parse({})), http: httpListenerSchema.default(httpListenerSchema.parse({})) })
       .strict()
-      .default({ postgres: postgresListenerSchema.parse({}) }),
+      .default({ postgres: postgresListenerSchema.parse({}), http: httpListenerSchema.parse({}) }),
     api: apiSchema.default(apiSchema.parse({})),
     logging: z
       .object({ level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info") })

@@ -31,6 +31,17 @@ export interface PostgresTarget {
   ca?: string;
 }
 
+export interface HttpTarget {
+  url: string;
+  /** The credential the agent injects (a reference it resolves). */
+  auth?: { type: "bearer" | "basic" | "header"; secret: string; username?: string; header?: string };
+  hosts: string[];
+  ca?: string;
+  /** Seconds to wait for the target's response headers. */
+  timeout: number;
+  git: boolean;
+}
+
 export interface Connection {
   name: string;
   protocol: Protocol;
@@ -41,6 +52,7 @@ export interface Connection {
   labels: Record<string, string>;
   description?: string;
   postgres?: PostgresTarget;
+  http?: HttpTarget;
   policy: ConnectionPolicyDefaults;
   /** What happens when the session's recording cannot be written (default strict). */
   recording?: { onFailure: "strict" | "best-effort" };

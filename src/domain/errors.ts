@@ -41,7 +41,7 @@ export const ERRORS = {
   AUTH_TOKEN_TYPE_INVALID: def("GH-AUTH-016", 401, "28P01", "The JWT is not an access token", "Send an OIDC access token for the gateway, not an ID token or a logout token."),
   // policy
   POLICY_DENIED: def("GH-POLICY-001", 403, "42501", "The operation was denied by policy", "The rule named in the message forbids this operation; ask the policy owners if you need it."),
-  POLICY_REVIEW_REQUIRED: def("GH-POLICY-002", 403, "42501", "The operation needs a human review", "A review was opened; once a reviewer approves it, send the identical operation again (async mode) or wait (hold mode)."),
+  POLICY_REVIEW_REQUIRED: def("GH-POLICY-002", 409, "42501", "The operation needs a human review", "A review was opened; once a reviewer approves it, send the identical operation again (async mode) or wait (hold mode)."),
   POLICY_EVALUATION_FAILED: def("GH-POLICY-003", 500, "XX000", "Policy could not be evaluated", "The operation was refused because the gate could not decide (fail closed); check the gateway's logs."),
   POLICY_UNKNOWN_CONNECTION: def("GH-POLICY-004", 404, "28000", "Unknown connection", "Use one of the connection names listed by `gatehouse connections list` or GET /api/v1/connections."),
   // reviews
@@ -61,6 +61,12 @@ export const ERRORS = {
   PG_STARTUP_INVALID: def("GH-PG-006", 400, "08P01", "The startup message lacks a database name", "Set dbname to the Gatehouse connection name, e.g. psql \"host=gw port=15432 dbname=pg-prod user=agent sslmode=require\"."),
   PG_LOGIN_TIMEOUT: def("GH-PG-007", 400, "08006", "The client did not finish logging in in time", "Send the access token as the password promptly (PGPASSWORD=<token>)."),
   PG_TOO_MANY_SESSIONS: def("GH-PG-008", 503, "53300", "The gateway has reached its session limit", "Close idle connections (use a pool with a sensible maximum) or ask an operator to raise listeners.postgres.maxSessions."),
+  // HTTP gate
+  HTTP_NO_CONNECTION: def("GH-HTTP-001", 404, "XX000", "No HTTP connection matches this request", "Address the connection by its name as the first path segment (http://gateway:PORT/<connection>/…) or by one of its configured hosts."),
+  HTTP_TARGET_REJECTED: def("GH-HTTP-002", 400, "XX000", "The request path or target cannot be judged", "Send a plain origin-form path: no encoded slashes or backslashes, no double percent-encoding, no `..` above the root, no control characters."),
+  HTTP_BODY_TOO_LARGE: def("GH-HTTP-003", 413, "XX000", "The request body is larger than the gateway accepts", "Bodies are read whole to be judged and bound to approvals; keep them under listeners.http.maxBodyBytes or ask an operator to raise it."),
+  HTTP_GIT_MALFORMED: def("GH-HTTP-004", 400, "XX000", "The git request could not be read", "Use a standard git client over smart HTTP; the push's ref-update commands were malformed."),
+  HTTP_TARGET_UNAVAILABLE: def("GH-HTTP-005", 502, "08006", "The HTTP target did not answer", "The connection's target is down, unreachable from the agent, or too slow (http.timeout); an operator should check the agent's log."),
   // agents
   AGENT_UNAVAILABLE: def("GH-AGENT-001", 503, "08006", "The agent serving this connection is not available", "Start (or reconnect) the agent named in the message; `gatehouse agents list` shows which agents are connected."),
   AGENT_AUTH_FAILED: def("GH-AGENT-002", 401, "28000", "The agent's secret was not accepted", "Use the secret printed by `gatehouse agents create NAME` (GATEHOUSE_AGENT_TOKEN); a revoked agent needs a new one."),

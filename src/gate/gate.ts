@@ -35,6 +35,11 @@ export interface JudgeHooks {
   onHeld?(review: Review): void;
   /** Aborted when the client goes away while held. */
   signal?: AbortSignal;
+  /**
+   * Hold at most this long: then the caller is answered as in async mode (the review stays
+   * pending; the identical operation sent again after approval runs once).
+   */
+  holdTimeoutMs?: number;
 }
 
 export interface GateDeps {
@@ -150,11 +155,22 @@ export class Gate {
       }
       hooks.onHeld?.(review);
       let outcome: Review;
+      const held = new AbortController();
+      const onClientGone = () => held.abort(new Error("client gone"));
+      hooks.signal?.addEventListener("abort", onClientGone, { once: true });
+      if (hooks.signal?.aborted) onClientGone();
+      const timer = hooks.holdTimeoutMs !== undefined ? setTimeout(() => held.abort(HOLD_TIMEOUT), hooks.holdTimeoutMs) : undefined;
       try {
-        outcome = await reviews.waitForDecision(review.id, hooks.signal);
+        outcome = await reviews.waitForDecision(review.id, held.signal);
       } catch {
+        if (held.signal.reason === HOLD_TIMEOUT) {
+          return { forward: false, decision, review, error: new GatehouseError("POLICY_REVIEW_REQUIRED", `review ${review.id} is still pending after ${Math.round(hooks.holdTimeoutMs! / 1000)} s (rule ${decision.rule}); send the identical request again once it is approved`, { reviewId: review.id, reviewUrl: this.reviewUrl(review.id) }) };
+        }
         await reviews.cancel(review.id, "the client disconnected while waiting");
         return { forward: false, decision, review, error: new GatehouseError("REVIEW_CANCELLED", `review ${review.id}`) };
+      } finally {
+        if (timer) clearTimeout(timer);
+        hooks.signal?.removeEventListener("abort", onClientGone);
       }
       if (outcome.status === "approved" && (await reviews.markUsed(outcome))) {
         await this.#d.audit.append({ type: "review.used", principal: s.principal, connection: s.connection.name, sessionId: s.id, decision: "allow", rule: decision.rule, data: { reviewId: review.id, ran: (outcome.modified ?? op).text } });
@@ -168,6 +184,8 @@ export class Gate {
     }
   }
 }
+
+const HOLD_TIMEOUT = new Error("hold timeout");
 
 export function denial(d: Decision): GatehouseError {
   return new GatehouseError("POLICY_DENIED", `rule ${d.rule}${d.message ? `: ${d.message}` : ""}`, { rule: d.rule });

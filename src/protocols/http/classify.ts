@@ -27,7 +27,11 @@ export interface HttpRequestInput {
 function decodeQuery(query: string): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   if (!query) return out;
-  for (const [k, v] of new URLSearchParams(query)) (out[k] ??= []).push(v);
+  for (const [k, v] of new URLSearchParams(query)) {
+    const list = out[k] ?? [];
+    list.push(v);
+    out[k] = list;
+  }
   return out;
 }
 

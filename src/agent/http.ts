@@ -1,0 +1,98 @@
+// The agent side of an HTTP connection: send the judged request to the target with the
+// connection's own credential injected (the caller's never reaches it), over a keep-alive pool
+// per connection, and hand back the response to stream to the caller.
+//
+// Never: pass the caller's Authorization/Cookie or hop-by-hop headers on, or put a credential in
+// an error message.
+
+import type { Readable } from "node:stream";
+import { Agent as UndiciAgent, type Dispatcher, request } from "undici";
+import type { HttpTarget } from "../domain/connection.ts";
+import { GatehouseError } from "../domain/errors.ts";
+import type { SecretResolver } from "./secrets.ts";
+
+export interface HttpForwardRequest {
+  method: string;
+  /** Canonical path (re-encoded) and query, relative to the target URL. */
+  target: string;
+  headers: Record<string, string | string[]>;
+  body: Buffer;
+  /** Aborted when the caller goes away. */
+  signal?: AbortSignal;
+}
+
+export interface HttpForwardResponse {
+  status: number;
+  headers: Record<string, string | string[]>;
+  body: Readable;
+}
+
+/** RFC 9110 §7.6.1 connection-specific fields, plus credentials the caller sent. */
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization", "host", "content-length"]);
+const CALLER_CREDENTIALS = new Set(["authorization", "cookie", "x-gatehouse-token"]);
+
+/** Drop hop-by-hop headers (and those the Connection header names). */
+export function endToEnd(headers: Record<string, string | string[] | undefined>, extraDrop: ReadonlySet<string> = new Set()): Record<string, string | string[]> {
+  const named = new Set(
+    String(headers.connection ?? "")
+      .split(",")
+      .map((x) => x.trim().toLowerCase())
+      .filter(Boolean),
+  );
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(headers)) {
+    const n = k.toLowerCase();
+    if (v === undefined || HOP_BY_HOP.has(n) || named.has(n) || extraDrop.has(n)) continue;
+    out[n] = v;
+  }
+  return out;
+}
+
+export class HttpForwarder {
+  readonly #pools = new Map<string, Dispatcher>();
+  constructor(private readonly secrets: SecretResolver) {}
+
+  #pool(key: string, ca: string | undefined): Dispatcher {
+    let p = this.#pools.get(key);
+    if (!p) {
+      p = new UndiciAgent({ keepAliveTimeout: 30_000, connections: 128, ...(ca ? { connect: { ca } } : {}) });
+      this.#pools.set(key, p);
+    }
+    return p;
+  }
+
+  async forward(name: string, t: HttpTarget, req: HttpForwardRequest): Promise<HttpForwardResponse> {
+    const base = new URL(t.url);
+    const url = new URL(`${base.pathname.replace(/\/$/, "")}${req.target}`, base);
+    const headers = endToEnd(req.headers, CALLER_CREDENTIALS);
+    headers["x-forwarded-proto"] ??= "http";
+    headers.via = "1.1 gatehouse";
+    if (t.auth) {
+      const secret = await this.secrets.resolve(t.auth.secret);
+      if (t.auth.type === "bearer") headers.authorization = `Bearer ${secret}`;
+      else if (t.auth.type === "basic") headers.authorization = `Basic ${Buffer.from(`${t.auth.username ?? ""}:${secret}`).toString("base64")}`;
+      else headers[t.auth.header!.toLowerCase()] = secret;
+    }
+    const ca = t.ca ? await this.secrets.resolve(t.ca) : undefined;
+    try {
+      const res = await request(url, {
+        method: req.method as Dispatcher.HttpMethod,
+        headers,
+        body: req.body.length || !["GET", "HEAD"].includes(req.method) ? req.body : null,
+        dispatcher: this.#pool(name, ca),
+        headersTimeout: t.timeout * 1000,
+        bodyTimeout: 0,
+        ...(req.signal ? { signal: req.signal } : {}),
+      });
+      return { status: res.statusCode, headers: endToEnd(res.headers as Record<string, string | string[] | undefined>), body: res.body };
+    } catch (e) {
+      const err = e as Error & { code?: string };
+      throw new GatehouseError("HTTP_TARGET_UNAVAILABLE", `${name}: ${err.code ?? ""} ${err.message}`.trim());
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#pools.values()].map((p) => p.close().catch(() => {})));
+    this.#pools.clear();
+  }
+}

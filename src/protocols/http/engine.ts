@@ -1,0 +1,303 @@
+// The HTTP gate. One request at a time, top to bottom:
+//
+//   route     the canonical path's first segment names the connection (or the Host header does)
+//   login     the caller's bearer token (or, for git, Basic with the token as password) → Principal
+//   read      the body, whole, up to listeners.http.maxBodyBytes (it is judged and bound to approvals)
+//   describe  method, canonical path, query, headers, body hash, JSON; git: service and ref updates,
+//             each update's fast-forward status established by the agent against the target
+//   judge     gate.judge — the one place an Operation is judged — holding for review at most
+//             listeners.http.maxHoldSeconds
+//   forward   through the connection's agent, which injects the target's credential; the response
+//             streams back. Every request is a session: recorded and audited.
+//
+// Never: forward a request before its verdict, forward any path but the judged one, or pass the
+// caller's credentials to the target.
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { AgentRegistry } from "../../agent/agent.ts";
+import type { HttpForwardResponse } from "../../agent/http.ts";
+import type { Verifier } from "../../api/auth.ts";
+import { problemFromError } from "../../api/problem.ts";
+import type { AuditLog } from "../../audit/log.ts";
+import type { Connection } from "../../domain/connection.ts";
+import { GatehouseError } from "../../domain/errors.ts";
+import type { GitRefUpdate } from "../../domain/operation.ts";
+import type { Principal } from "../../domain/principal.ts";
+import { type Gate, verdictEvent } from "../../gate/gate.ts";
+import type { OpenSession, SessionLog } from "../../gate/sessions.ts";
+import type { Logger } from "../../observability/logger.ts";
+import type { GatewayMetrics } from "../../observability/metrics.ts";
+import { describeHttp } from "./classify.ts";
+import { GitProtocolError, parseReceivePack } from "./git.ts";
+import { normalizeTarget, PathRejected } from "./normalize.ts";
+
+export interface HttpListenerConfig {
+  host: string;
+  port: number;
+  maxBodyBytes: number;
+  maxHoldSeconds: number;
+}
+
+export interface HttpEngineDeps {
+  config: HttpListenerConfig;
+  connections: Map<string, Connection>;
+  verifier: Verifier;
+  gate: Gate;
+  agents: AgentRegistry;
+  sessions: SessionLog;
+  audit: AuditLog;
+  metrics: GatewayMetrics;
+  logger: Logger;
+}
+
+/** Response bytes recorded per request beyond the head (the rest is counted). */
+const RECORD_BODY_LIMIT = 1 << 20;
+
+function pkt(s: string | Buffer): Buffer {
+  const b = typeof s === "string" ? Buffer.from(s) : s;
+  return Buffer.concat([Buffer.from((b.length + 4).toString(16).padStart(4, "0")), b]);
+}
+
+/** A receive-pack answer refusing every ref, so `git push` prints the reason as its own error. */
+function gitRefusal(updates: GitRefUpdate[], reason: string, sideband: boolean): Buffer {
+  const oneLine = reason.replace(/\s+/g, " ").slice(0, 900);
+  const report = Buffer.concat([pkt("unpack ok\n"), ...updates.map((u) => pkt(`ng ${u.ref} ${oneLine}\n`)), Buffer.from("0000")]);
+  if (!sideband) return report;
+  return Buffer.concat([pkt(Buffer.concat([Buffer.from([2]), Buffer.from(`Gatehouse: ${oneLine}\n`)])), pkt(Buffer.concat([Buffer.from([1]), report])), Buffer.from("0000")]);
+}
+
+function headText(req: IncomingMessage): Buffer {
+  const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i]!;
+    const credential = /^(authorization|proxy-authorization|cookie)$/i.test(name);
+    lines.push(`${name}: ${credential ? "[redacted by Gatehouse]" : req.rawHeaders[i + 1]}`);
+  }
+  return Buffer.from(`${lines.join("\r\n")}\r\n\r\n`);
+}
+
+export class HttpListener {
+  readonly #d: HttpEngineDeps;
+  #server: Server | undefined;
+  readonly #byHost = new Map<string, Connection>();
+
+  constructor(deps: HttpEngineDeps) {
+    this.#d = deps;
+    for (const c of deps.connections.values()) if (c.protocol === "http") for (const h of c.http?.hosts ?? []) this.#byHost.set(h.toLowerCase(), c);
+  }
+
+  async listen(): Promise<AddressInfo> {
+    const server = createServer({ requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 30_000 }, (req, res) => {
+      this.#handle(req, res).catch((e) => {
+        this.#d.logger.error({ err: (e as Error).stack }, "http request failed");
+        if (!res.headersSent) this.#problem(res, new GatehouseError("POLICY_EVALUATION_FAILED", "internal error in the gateway"));
+        else res.destroy();
+      });
+    });
+    server.on("clientError", (_e, socket) => {
+      if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+    });
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(this.#d.config.port, this.#d.config.host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    return server.address() as AddressInfo;
+  }
+
+  async close(): Promise<void> {
+    const s = this.#server;
+    if (!s) return;
+    s.closeIdleConnections();
+    await new Promise<void>((r) => {
+      s.close(() => r());
+      setTimeout(() => {
+        s.closeAllConnections();
+        r();
+      }, 3000).unref();
+    });
+  }
+
+  #problem(res: ServerResponse, e: unknown, opts: { git?: boolean; status?: number } = {}): void {
+    const p = problemFromError(e);
+    if (opts.status) p.status = opts.status;
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (p.status === 401) res.setHeader("www-authenticate", ['Bearer realm="gatehouse"', 'Basic realm="gatehouse"']);
+    if (p.code === "GH-POLICY-002") res.setHeader("retry-after", "30");
+    if (opts.git) {
+      // git prints a text/plain error body as "remote: …".
+      const body = `Gatehouse: ${p.code} ${p.title}${p.detail ? `: ${p.detail}` : ""}\n${p.hint}\n`;
+      res.writeHead(p.status, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    const body = JSON.stringify(p);
+    res.writeHead(p.status, { "content-type": "application/problem+json", "content-length": Buffer.byteLength(body) });
+    res.end(body);
+  }
+
+  /** The connection and the request target relative to it. */
+  #route(req: IncomingMessage): { connection: Connection; target: string } {
+    const url = req.url ?? "/";
+    const host = (req.headers.host ?? "").replace(/:\d+$/, "").toLowerCase();
+    const byHost = this.#byHost.get(host);
+    if (byHost) return { connection: byHost, target: url };
+    const t = normalizeTarget(url);
+    const name = t.segments[0];
+    const c = name === undefined ? undefined : this.#d.connections.get(name);
+    if (!c || c.protocol !== "http") throw new GatehouseError("HTTP_NO_CONNECTION", name === undefined ? "the path names no connection" : `"${name}" is not an HTTP connection of this gateway`);
+    // The canonical target minus its first segment.
+    const rest = t.forward.slice(t.forward.indexOf("/", 1) < 0 ? t.forward.length : t.forward.indexOf("/", 1));
+    return { connection: c, target: rest.startsWith("/") ? rest : `/${rest}` };
+  }
+
+  async #principal(req: IncomingMessage): Promise<Principal> {
+    const h = req.headers.authorization ?? "";
+    let token: string | undefined;
+    const bearer = /^Bearer[ ]+(\S+)\s*$/i.exec(h);
+    if (bearer) token = bearer[1];
+    else {
+      const basic = /^Basic[ ]+(\S+)\s*$/i.exec(h);
+      if (basic) {
+        const decoded = Buffer.from(basic[1]!, "base64").toString("utf8");
+        token = decoded.slice(decoded.indexOf(":") + 1) || undefined;
+      }
+    }
+    try {
+      if (!token) throw new GatehouseError("AUTH_TOKEN_MISSING", "send `Authorization: Bearer <token>` (git: the token as the password)");
+      return await this.#d.verifier.verify(token);
+    } catch (e) {
+      const code = e instanceof GatehouseError ? e.code : "internal";
+      this.#d.metrics.authFailures.inc({ surface: "http", code });
+      this.#d.audit.append({ type: "auth.failed", data: { surface: "http", code, client: req.socket.remoteAddress ?? null, path: (req.url ?? "").slice(0, 200) } }).catch(() => {});
+      throw e;
+    }
+  }
+
+  #readBody(req: IncomingMessage): Promise<Buffer> {
+    const max = this.#d.config.maxBodyBytes;
+    const declared = Number(req.headers["content-length"] ?? 0);
+    if (declared > max) return Promise.reject(new GatehouseError("HTTP_BODY_TOO_LARGE", `${declared} bytes declared; the limit is ${max}`));
+    return new Promise((resolve, reject) => {
+      const parts: Buffer[] = [];
+      let n = 0;
+      req.on("data", (b: Buffer) => {
+        n += b.length;
+        if (n > max) {
+          req.destroy();
+          reject(new GatehouseError("HTTP_BODY_TOO_LARGE", `more than ${max} bytes`));
+          return;
+        }
+        parts.push(b);
+      });
+      req.once("end", () => resolve(Buffer.concat(parts, n)));
+      req.once("error", reject);
+    });
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = Date.now();
+    let connection: Connection;
+    let target: string;
+    try {
+      ({ connection, target } = this.#route(req));
+    } catch (e) {
+      return this.#problem(res, e instanceof PathRejected ? new GatehouseError("HTTP_TARGET_REJECTED", e.reason) : e);
+    }
+    const isGit = connection.http?.git === true;
+    let principal: Principal;
+    let body: Buffer;
+    try {
+      principal = await this.#principal(req);
+      body = await this.#readBody(req);
+    } catch (e) {
+      return this.#problem(res, e, { git: isGit });
+    }
+    let op: ReturnType<typeof describeHttp>;
+    try {
+      op = describeHttp({ method: req.method ?? "GET", target, headers: req.headers, body, git: isGit });
+    } catch (e) {
+      if (e instanceof PathRejected) return this.#problem(res, new GatehouseError("HTTP_TARGET_REJECTED", e.reason), { git: isGit });
+      if (e instanceof GitProtocolError) return this.#problem(res, new GatehouseError("HTTP_GIT_MALFORMED", e.message), { git: isGit });
+      throw e;
+    }
+    const git = op.http.git;
+    let agent: ReturnType<AgentRegistry["for"]>;
+    try {
+      agent = this.#d.agents.for(connection);
+      if (!agent.httpRequest) throw new GatehouseError("AGENT_UNAVAILABLE", `agent "${agent.name}" cannot serve HTTP connections (HTTP through network-resident agents is not available yet)`);
+    } catch (e) {
+      return this.#problem(res, e, { git: isGit });
+    }
+    if (git?.updates?.length && agent.gitFastForward) {
+      const cmds = parseReceivePack(body);
+      await agent.gitFastForward(connection, op.http.path.replace(/\/git-receive-pack$/, ""), git.updates, body, cmds.end, cmds.capabilities);
+    }
+
+    let session: OpenSession;
+    try {
+      session = await this.#d.sessions.open(principal, connection, req.socket.remoteAddress, { method: op.http.method, path: op.http.path });
+    } catch (e) {
+      return this.#problem(res, e, { git: isGit });
+    }
+    const rec = session.recorder;
+    rec?.client(headText(req));
+    rec?.client(body);
+    const abort = new AbortController();
+    res.once("close", () => {
+      if (!res.writableFinished) abort.abort(new Error("client gone"));
+    });
+    let status = 0;
+    let responseBytes = 0;
+    let endReason = "request completed";
+    try {
+      const v = await this.#d.gate.judge({ id: session.id, principal, connection }, op, { signal: abort.signal, holdTimeoutMs: this.#d.config.maxHoldSeconds * 1000 });
+      rec?.event(verdictEvent(0, op, v));
+      if (!v.forward) {
+        endReason = `refused: ${v.error.code}`;
+        if (git?.service === "receive-pack" && git.phase === "rpc" && git.updates) {
+          const caps = parseReceivePack(body).capabilities;
+          const out = gitRefusal(git.updates, `${v.error.code} ${v.error.message}`, caps.includes("side-band-64k") || caps.includes("side-band"));
+          status = 200;
+          responseBytes = out.length;
+          res.writeHead(200, { "content-type": "application/x-git-receive-pack-result", "cache-control": "no-cache", "content-length": out.length });
+          res.end(out);
+          rec?.server(out);
+        } else {
+          status = problemFromError(v.error).status;
+          this.#problem(res, v.error, { git: isGit });
+        }
+        return;
+      }
+      let upstream: HttpForwardResponse;
+      try {
+        upstream = await agent.httpRequest!(connection, { method: op.http.method, target: op.forward.replace(/^\/+/, "/"), headers: req.headers as Record<string, string | string[]>, body, signal: abort.signal });
+      } catch (e) {
+        endReason = "target unavailable";
+        status = 502;
+        return this.#problem(res, e, { git: isGit });
+      }
+      status = upstream.status;
+      res.writeHead(upstream.status, upstream.headers);
+      rec?.server(Buffer.from(`HTTP/1.1 ${upstream.status}\r\n${Object.entries(upstream.headers).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(", ") : v}`).join("\r\n")}\r\n\r\n`));
+      for await (const chunk of upstream.body) {
+        const b = chunk as Buffer;
+        if (responseBytes < RECORD_BODY_LIMIT) rec?.server(b.length + responseBytes > RECORD_BODY_LIMIT ? b.subarray(0, RECORD_BODY_LIMIT - responseBytes) : b);
+        responseBytes += b.length;
+        if (!res.write(b)) await new Promise<void>((r) => res.once("drain", () => r()).once("close", () => r()));
+        if (res.destroyed) break;
+      }
+      res.end();
+    } finally {
+      rec?.event({ type: "http.exchange", method: op.http.method, path: op.http.path, status, durationMs: Date.now() - started, requestBytes: body.length, responseBytes, ...(responseBytes > RECORD_BODY_LIMIT ? { responseBytesRecorded: RECORD_BODY_LIMIT } : {}) });
+      await this.#d.sessions.close(session, endReason).catch((e) => this.#d.logger.error({ err: (e as Error).message }, "cannot record session end"));
+    }
+  }
+}

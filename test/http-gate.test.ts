@@ -1,0 +1,181 @@
+// The HTTP gate with real curl against a local HTTP service: allowed calls carry the injected
+// credential (never the caller's token), a gated POST waits for approval and then runs, a denied
+// call gets problem+json naming the rule, path tricks cannot dodge a rule, async reviews run the
+// identical retry once (body included in the binding), and limits answer in HTTP.
+
+import assert from "node:assert/strict";
+import { createServer, type Server } from "node:http";
+import { after, before, describe, test } from "node:test";
+import { approveReview, pendingReviewFor, runProcess } from "./helpers/clients.ts";
+import { DEFAULT_POLICIES, startTestGateway, type TestGateway } from "./helpers/gateway.ts";
+
+interface Seen {
+  method: string;
+  url: string;
+  authorization: string | undefined;
+  body: string;
+  connection: string | undefined;
+}
+
+describe("HTTP gate", () => {
+  let t: TestGateway;
+  let target: Server;
+  const seen: Seen[] = [];
+  let base: string;
+  let agentToken: string;
+
+  before(async () => {
+    process.env.GH_TEST_CI_TOKEN = "ci-secret-injected-by-the-agent";
+    target = createServer((req, res) => {
+      const parts: Buffer[] = [];
+      req.on("data", (b) => parts.push(b));
+      req.on("end", () => {
+        seen.push({ method: req.method!, url: req.url!, authorization: req.headers.authorization, body: Buffer.concat(parts).toString(), connection: req.headers.connection });
+        const body = JSON.stringify({ ok: true, method: req.method, url: req.url });
+        res.writeHead(req.url === "/missing" ? 404 : 200, { "content-type": "application/json", "x-target": "yes", connection: "keep-alive", "keep-alive": "timeout=5, max=77" });
+        res.end(body);
+      });
+    });
+    await new Promise<void>((r) => target.listen(0, "127.0.0.1", r));
+    const targetUrl = `http://127.0.0.1:${(target.address() as { port: number }).port}`;
+    t = await startTestGateway({
+      policies: [
+        ...DEFAULT_POLICIES,
+        { name: "ci-read", principals: { groups: ["ai-agents"] }, operations: { protocols: ["http"], methods: ["GET"], paths: ["/**"] }, decision: "allow" },
+        { name: "ci-deploy", operations: { methods: ["POST"], paths: ["/deploy", "/deploy/**"] }, decision: "review", review: { approvers: ["dba"], expires: "60s" } },
+        { name: "no-delete", operations: { methods: ["DELETE"] }, decision: "deny", message: "no deletes through the gateway" },
+        { name: "agents-post", principals: { groups: ["ai-agents"] }, operations: { protocols: ["http"], methods: ["POST"] }, decision: "allow" },
+      ],
+      extraConfig: (c) => {
+        c.listeners!.http = { host: "127.0.0.1", port: 0, maxBodyBytes: 4096, maxHoldSeconds: 20 };
+        c.audit = { auditorGroups: ["dba"] };
+        c.connections!.push(
+          { name: "ci", protocol: "http", http: { url: targetUrl, auth: { type: "bearer", secret: "env:GH_TEST_CI_TOKEN" } } },
+          { name: "ci-async", protocol: "http", http: { url: targetUrl, auth: { type: "header", header: "X-Api-Key", secret: "env:GH_TEST_CI_TOKEN" } }, policy: { reviewMode: "async", approvers: ["dba"] } },
+        );
+      },
+    });
+    base = `http://127.0.0.1:${t.gw.http!.port}`;
+    agentToken = await t.agentToken();
+  });
+  after(async () => {
+    await t?.close();
+    await new Promise((r) => target.close(r));
+  });
+
+  async function curl(args: string[], token: string | null = agentToken): Promise<{ status: number; body: string; headers: string }> {
+    const r = await runProcess("curl", ["-s", "-S", "-i", "--path-as-is", "--max-time", "30", ...(token !== null ? ["-H", `Authorization: Bearer ${token}`] : []), ...args], { timeoutMs: 40_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const split = r.stdout.indexOf("\r\n\r\n");
+    const headers = r.stdout.slice(0, split);
+    return { status: Number(/^HTTP\/[\d.]+ (\d+)/.exec(headers)?.[1]), headers, body: r.stdout.slice(split + 4) };
+  }
+
+  test("an allowed GET reaches the target with the injected credential, never the caller's token", async () => {
+    const r = await curl([`${base}/ci/status?verbose=1`]);
+    assert.equal(r.status, 200);
+    assert.deepEqual(JSON.parse(r.body), { ok: true, method: "GET", url: "/status?verbose=1" });
+    assert.match(r.headers, /x-target: yes/i);
+    assert.doesNotMatch(r.headers, /max=77/i, "the target's hop-by-hop headers are not passed back");
+    const s = seen.at(-1)!;
+    assert.equal(s.authorization, "Bearer ci-secret-injected-by-the-agent");
+    assert.ok(!JSON.stringify(seen).includes(agentToken), "the caller's token never reaches the target");
+  });
+
+  test("a header credential is injected as configured; the target's status passes through", async () => {
+    const r = await curl([`${base}/ci-async/missing`]);
+    assert.equal(r.status, 404);
+    assert.equal(seen.at(-1)!.authorization, undefined);
+  });
+
+  test("a denied call gets problem+json with the rule, and never reaches the target", async () => {
+    const before = seen.length;
+    const r = await curl(["-X", "DELETE", `${base}/ci/jobs/1`]);
+    assert.equal(r.status, 403);
+    assert.match(r.headers, /content-type: application\/problem\+json/i);
+    const p = JSON.parse(r.body);
+    assert.equal(p.code, "GH-POLICY-001");
+    assert.equal(p.rule, "no-delete");
+    assert.match(p.detail, /no deletes through the gateway/);
+    assert.equal(seen.length, before);
+  });
+
+  test("a gated POST /deploy waits for approval, then runs once", async () => {
+    const before = seen.length;
+    const pending = curl(["-X", "POST", "-H", "content-type: application/json", "--data", '{"service":"web","version":"1.2.3"}', `${base}/ci/deploy`]);
+    const review = await pendingReviewFor(t, "POST /deploy", 10_000);
+    assert.equal(seen.length, before, "nothing reaches the target while held");
+    const approved = await approveReview(t, review.id, await t.humanToken(["dba"], "Dana DBA"));
+    assert.equal(approved.status, 200);
+    const r = await pending;
+    assert.equal(r.status, 200);
+    assert.deepEqual(JSON.parse(r.body), { ok: true, method: "POST", url: "/deploy" });
+    assert.equal(seen.at(-1)!.body, '{"service":"web","version":"1.2.3"}');
+    assert.equal(seen.length, before + 1);
+  });
+
+  test("path tricks cannot dodge the deploy rule, and never reach the target", async () => {
+    const before = seen.length;
+    for (const path of ["/ci-async/deploy", "/ci-async/x/../deploy", "/ci-async/x/%2e%2e/deploy", "/ci-async//deploy", "/ci-async/./deploy", "/ci-async/DEPLOY", "/ci-async/%64eploy", "/ci-async/deploy/prod"]) {
+      const r = await curl(["-X", "POST", "--data", "x", `${base}${path}`]);
+      assert.equal(r.status, 409, path);
+      const p = JSON.parse(r.body);
+      assert.equal(p.code, "GH-POLICY-002", path);
+      assert.match(p.reviewId, /^[0-9a-f-]{36}$/);
+    }
+    for (const path of ["/ci-async/x%2Fdeploy", "/ci-async/%252e%252e/deploy", "/ci-async/a\\..\\deploy"]) {
+      const r = await curl(["-X", "POST", "--data", "x", `${base}${path}`]);
+      assert.equal(r.status, 400, path);
+      assert.equal(JSON.parse(r.body).code, "GH-HTTP-002");
+    }
+    assert.equal(seen.length, before);
+  });
+
+  test("async review: 409 with the review id; after approval the identical retry runs once; the body is bound", async () => {
+    const body = '{"service":"api"}';
+    const first = await curl(["-X", "POST", "-H", "content-type: application/json", "--data", body, `${base}/ci-async/deploy/api`]);
+    assert.equal(first.status, 409);
+    assert.match(first.headers, /retry-after: 30/i);
+    const { reviewId } = JSON.parse(first.body) as { reviewId: string };
+    await approveReview(t, reviewId, await t.humanToken(["dba"], "Dana DBA"));
+    const other = await curl(["-X", "POST", "-H", "content-type: application/json", "--data", '{"service":"db"}', `${base}/ci-async/deploy/api`]);
+    assert.equal(other.status, 409, "another body is another operation");
+    const before = seen.length;
+    const again = await curl(["-X", "POST", "-H", "content-type: application/json", "--data", body, `${base}/ci-async/deploy/api`]);
+    assert.equal(again.status, 200);
+    assert.equal(seen.length, before + 1);
+    const third = await curl(["-X", "POST", "-H", "content-type: application/json", "--data", body, `${base}/ci-async/deploy/api`]);
+    assert.equal(third.status, 409, "an approval is spent once");
+  });
+
+  test("no token: 401 with the challenge; unknown connection: 404; body too large: 413", async () => {
+    const none = await curl([`${base}/ci/status`], null);
+    assert.equal(none.status, 401);
+    assert.match(none.headers, /www-authenticate: Bearer realm="gatehouse"/i);
+    assert.equal(JSON.parse(none.body).code, "GH-AUTH-001");
+    const bad = await curl([`${base}/ci/status`], "not.a.token");
+    assert.equal(bad.status, 401);
+    assert.ok(!bad.body.includes("not.a.token"), "the token is never echoed");
+    const unknown = await curl([`${base}/nope/status`]);
+    assert.equal(unknown.status, 404);
+    assert.equal(JSON.parse(unknown.body).code, "GH-HTTP-001");
+    const big = await curl(["-X", "POST", "--data-binary", "x".repeat(10_000), `${base}/ci/upload`]);
+    assert.equal(big.status, 413);
+    assert.equal(JSON.parse(big.body).code, "GH-HTTP-003");
+  });
+
+  test("every request is a recorded, audited session", async () => {
+    await curl([`${base}/ci/recorded`]);
+    await t.gw.audit.drain();
+    const row = await t.gw.store.db.selectFrom("sessions").selectAll().where("connection", "=", "ci").orderBy("started_at", "desc").executeTakeFirst();
+    assert.equal(row?.status, "closed");
+    assert.equal(row?.rec_status, "complete");
+    const decided = await t.gw.store.db.selectFrom("audit_events").select(["decision", "rule", "data"]).where("session_id", "=", row!.id).where("type", "=", "operation.decided").executeTakeFirst();
+    assert.deepEqual([decided?.decision, decided?.rule], ["allow", "ci-read"]);
+    assert.match(decided!.data, /GET \/recorded/);
+    const replay = await fetch(`${t.gw.apiUrl}/api/v1/sessions/${row!.id}/replay`, { headers: { authorization: `Bearer ${await t.humanToken(["dba"], "Ada Auditor")}` } });
+    const text = await replay.text();
+    assert.match(text, /"type":"http.exchange","method":"GET","path":"\/recorded","status":200/);
+    assert.ok(!text.includes(agentToken.split(".")[2]!), "the caller's token is not in the recording");
+  });
+});
