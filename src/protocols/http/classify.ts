@@ -20,6 +20,8 @@ export interface HttpRequestInput {
   target: string;
   headers: Record<string, string | string[] | undefined>;
   body: Buffer;
+  /** The body with its Content-Encoding (gzip) undone, when it had one: what JSON and git parsing read. */
+  decoded?: Buffer;
   /** The connection speaks git smart HTTP. */
   git: boolean;
 }
@@ -48,9 +50,10 @@ export function describeHttp(input: HttpRequestInput): Operation & { http: HttpD
   const bodySha256 = createHash("sha256").update(input.body).digest("hex");
   const http: HttpDescription = { method, path: t.path, query, headers, bodyBytes: input.body.length, bodySha256 };
   const ctype = headers["content-type"] ?? "";
-  if (input.body.length && input.body.length <= JSON_PARSE_LIMIT && /^application\/([\w.+-]*\+)?json\b/i.test(ctype)) {
+  const content = input.decoded ?? input.body;
+  if (content.length && content.length <= JSON_PARSE_LIMIT && /^application\/([\w.+-]*\+)?json\b/i.test(ctype)) {
     try {
-      http.json = JSON.parse(input.body.toString("utf8"));
+      http.json = JSON.parse(content.toString("utf8"));
     } catch {
       /* not JSON after all: `json` conditions then do not match */
     }
@@ -61,7 +64,7 @@ export function describeHttp(input: HttpRequestInput): Operation & { http: HttpD
     if (g) {
       http.git = g;
       if (g.service === "receive-pack" && g.phase === "rpc") {
-        const cmds = parseReceivePack(input.body);
+        const cmds = parseReceivePack(content);
         http.git.updates = cmds.updates;
         text = `git push ${t.path.replace(/\/git-receive-pack$/, "")}\n${cmds.updates.map((u) => `${u.action} ${u.ref} ${u.old.slice(0, 12)}..${u.new.slice(0, 12)}`).join("\n")}`;
       } else if (g.service === "upload-pack") text = `git fetch ${t.path.replace(/\/(info\/refs|git-upload-pack)$/, "")}`;

@@ -15,6 +15,7 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { gunzipSync, inflateSync } from "node:zlib";
 import type { AgentRegistry } from "../../agent/agent.ts";
 import type { HttpForwardResponse } from "../../agent/http.ts";
 import type { Verifier } from "../../api/auth.ts";
@@ -65,6 +66,19 @@ function gitRefusal(updates: GitRefUpdate[], reason: string, sideband: boolean):
   const report = Buffer.concat([pkt("unpack ok\n"), ...updates.map((u) => pkt(`ng ${u.ref} ${oneLine}\n`)), Buffer.from("0000")]);
   if (!sideband) return report;
   return Buffer.concat([pkt(Buffer.concat([Buffer.from([2]), Buffer.from(`Gatehouse: ${oneLine}\n`)])), pkt(Buffer.concat([Buffer.from([1]), report])), Buffer.from("0000")]);
+}
+
+/** Undo a gzip/deflate Content-Encoding (git compresses some requests), bounded against bombs. */
+function decodeBody(body: Buffer, encoding: string | undefined, maxOutput: number): Buffer {
+  const enc = (encoding ?? "identity").trim().toLowerCase();
+  if (enc === "identity" || enc === "" || body.length === 0) return body;
+  try {
+    if (enc === "gzip" || enc === "x-gzip") return gunzipSync(body, { maxOutputLength: maxOutput });
+    if (enc === "deflate") return inflateSync(body, { maxOutputLength: maxOutput });
+  } catch (e) {
+    throw new GatehouseError("HTTP_TARGET_REJECTED", `the ${enc} body does not decode within ${maxOutput} bytes: ${(e as Error).message}`);
+  }
+  throw new GatehouseError("HTTP_TARGET_REJECTED", `Content-Encoding ${enc} is not supported (identity, gzip or deflate)`);
 }
 
 function headText(req: IncomingMessage): Buffer {
@@ -221,11 +235,14 @@ export class HttpListener {
       return this.#problem(res, e, { git: isGit });
     }
     let op: ReturnType<typeof describeHttp>;
+    let decoded = body;
     try {
-      op = describeHttp({ method: req.method ?? "GET", target, headers: req.headers, body, git: isGit });
+      decoded = decodeBody(body, req.headers["content-encoding"], this.#d.config.maxBodyBytes * 8);
+      op = describeHttp({ method: req.method ?? "GET", target, headers: req.headers, body, decoded, git: isGit });
     } catch (e) {
       if (e instanceof PathRejected) return this.#problem(res, new GatehouseError("HTTP_TARGET_REJECTED", e.reason), { git: isGit });
       if (e instanceof GitProtocolError) return this.#problem(res, new GatehouseError("HTTP_GIT_MALFORMED", e.message), { git: isGit });
+      if (e instanceof GatehouseError) return this.#problem(res, e, { git: isGit });
       throw e;
     }
     const git = op.http.git;
@@ -237,8 +254,8 @@ export class HttpListener {
       return this.#problem(res, e, { git: isGit });
     }
     if (git?.updates?.length && agent.gitFastForward) {
-      const cmds = parseReceivePack(body);
-      await agent.gitFastForward(connection, op.http.path.replace(/\/git-receive-pack$/, ""), git.updates, body, cmds.end, cmds.capabilities);
+      const cmds = parseReceivePack(decoded);
+      await agent.gitFastForward(connection, op.http.path.replace(/\/git-receive-pack$/, ""), git.updates, decoded, cmds.end, cmds.capabilities);
     }
 
     let session: OpenSession;
@@ -263,7 +280,7 @@ export class HttpListener {
       if (!v.forward) {
         endReason = `refused: ${v.error.code}`;
         if (git?.service === "receive-pack" && git.phase === "rpc" && git.updates) {
-          const caps = parseReceivePack(body).capabilities;
+          const caps = parseReceivePack(decoded).capabilities;
           const out = gitRefusal(git.updates, `${v.error.code} ${v.error.message}`, caps.includes("side-band-64k") || caps.includes("side-band"));
           status = 200;
           responseBytes = out.length;
