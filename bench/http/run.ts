@@ -1,0 +1,211 @@
+// HTTP gate benchmark: `wrk` (16 connections, keep-alive) against a small JSON response from a Node
+// target, in one run: direct to the target; through a bare node:http reverse proxy (no policy — the
+// ceiling for any Node HTTP gate); through nginx as a reverse proxy (keep-alive upstream); and
+// through Gatehouse with the full gate on (token check, policy, audit, recording). Prints requests/s
+// and p50/p99 latency per row, and Gatehouse's ratios to each baseline.
+//
+//   npm run bench:http                  # 10 s per row
+//   BENCH_SECONDS=3 npm run bench:http  # quick
+//
+// Environment: BENCH_SECONDS (10), BENCH_CONNECTIONS (16), BENCH_THREADS (2), BENCH_REPEAT (1,
+// rows interleaved, median reported), BENCH_KEEP=1 keeps the temp directory.
+// Needs `wrk` (apt-get install wrk); the nginx row is skipped without `nginx` (apt-get install nginx-light).
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadConfigFile } from "../../src/config/load.ts";
+import { mintDevToken } from "../../src/identity/index.ts";
+import { type Child, freePort, killAllSync, run, startChild, stopAll, waitForPort, which } from "../postgres/procs.ts";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const REPO = resolve(HERE, "../..");
+const env = process.env;
+const SECONDS = Number(env.BENCH_SECONDS ?? 10);
+const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 16);
+const THREADS = Number(env.BENCH_THREADS ?? 2);
+const REPEAT = Math.max(1, Number(env.BENCH_REPEAT ?? 1));
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+const TARGET_JS = `
+const http = require("node:http");
+const body = JSON.stringify({ ok: true, service: "bench", items: [1, 2, 3] });
+http.createServer({ keepAliveTimeout: 60000 }, (req, res) => {
+  req.resume();
+  req.on("end", () => { res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) }); res.end(body); });
+}).listen(Number(process.argv[1]), "127.0.0.1");
+`;
+
+/** The ceiling: a reverse proxy in plain node:http with a keep-alive agent, nothing else. */
+const BARE_PROXY_JS = `
+const http = require("node:http");
+const [port, upstream] = [Number(process.argv[1]), Number(process.argv[2])];
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+http.createServer({ keepAliveTimeout: 60000 }, (req, res) => {
+  const up = http.request({ host: "127.0.0.1", port: upstream, method: req.method, path: req.url, headers: req.headers, agent }, (r) => {
+    res.writeHead(r.statusCode, r.headers);
+    r.pipe(res);
+  });
+  up.on("error", () => { res.statusCode = 502; res.end(); });
+  req.pipe(up);
+}).listen(port, "127.0.0.1");
+`;
+
+interface Row {
+  name: string;
+  url: string;
+  headers?: string[];
+}
+
+interface Result {
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: string;
+}
+
+function ms(v: string, unit: string): number {
+  const n = Number(v);
+  return unit === "us" ? n / 1000 : unit === "s" ? n * 1000 : n;
+}
+
+async function wrk(row: Row, seconds: number): Promise<Result> {
+  const args = ["-t", String(THREADS), "-c", String(CONNECTIONS), "-d", `${seconds}s`, "--latency", ...(row.headers ?? []).flatMap((h) => ["-H", h]), row.url];
+  const { stdout } = await run("wrk", args, { timeoutMs: (seconds + 30) * 1000 });
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? Number.NaN);
+  const lat = (p: string) => {
+    const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)`).exec(stdout);
+    return m ? ms(m[1]!, m[2]!) : Number.NaN;
+  };
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0);
+  const errors = /Socket errors:.*/.exec(stdout)?.[0] ?? "";
+  return { rps, p50: lat("50"), p99: lat("99"), non2xx, errors };
+}
+
+async function nginxRow(dir: string, upstream: number): Promise<{ port: number } | string> {
+  const bin = which("nginx") ?? (which("/usr/sbin/nginx") ? "/usr/sbin/nginx" : undefined);
+  if (!bin) return "nginx is not installed (apt-get install -y nginx-light)";
+  const port = await freePort();
+  const d = join(dir, "nginx");
+  mkdirSync(join(d, "logs"), { recursive: true });
+  writeFileSync(
+    join(d, "nginx.conf"),
+    `worker_processes 1;
+pid ${d}/nginx.pid;
+error_log ${d}/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${d}/body; proxy_temp_path ${d}/proxy; fastcgi_temp_path ${d}/fcgi; uwsgi_temp_path ${d}/uwsgi; scgi_temp_path ${d}/scgi;
+  upstream target { server 127.0.0.1:${upstream}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${port};
+    location / { proxy_pass http://target; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+`,
+  );
+  const child = startChild("nginx", bin, ["-c", join(d, "nginx.conf"), "-p", d, "-g", "daemon off;"]);
+  await waitForPort(port, child, 10_000);
+  return { port };
+}
+
+async function gatehouseRow(dir: string, upstream: number): Promise<{ port: number; token: string }> {
+  const d = join(dir, "gatehouse");
+  mkdirSync(d, { recursive: true });
+  const [httpPort, apiPort] = [await freePort(), await freePort()];
+  const config = {
+    identity: { devIssuer: { enabled: true, keyFile: join(d, "dev-issuer-key.json") } },
+    store: { url: `sqlite:${join(d, "gatehouse.db")}` },
+    api: { host: "127.0.0.1", port: apiPort },
+    listeners: { postgres: { enabled: false }, http: { host: "127.0.0.1", port: httpPort } },
+    connections: [{ name: "svc", protocol: "http", http: { url: `http://127.0.0.1:${upstream}` } }],
+    policies: [{ name: "agents-read", principals: { groups: ["ai-agents"] }, operations: { methods: ["GET"], paths: ["/**"] }, decision: "allow" }],
+    logging: { level: "warn" },
+  };
+  const file = join(d, "gatehouse.yaml");
+  writeFileSync(file, JSON.stringify(config, null, 2));
+  const token = await mintDevToken(loadConfigFile(file).identity, { subject: "bench-agent", name: "bench-agent", groups: ["ai-agents"], kind: "service", lifetimeSeconds: 4 * 3600 });
+  const child: Child = startChild("gatehouse", process.execPath, ["--import", "tsx", join(REPO, "src/cli/index.ts"), "gateway", "--config", file], { cwd: REPO });
+  await waitForPort(httpPort, child, 60_000);
+  return { port: httpPort, token };
+}
+
+function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(" | ")} |`;
+  return [line(headers), `|${widths.map((w, i) => (i === 0 ? `${"-".repeat(w + 2)}` : `${"-".repeat(w + 1)}:`)).join("|")}|`, ...rows.map(line)].join("\n");
+}
+
+async function main(): Promise<void> {
+  if (!which("wrk")) throw new Error("wrk is not installed (apt-get install -y wrk)");
+  const dir = mkdtempSync(join(tmpdir(), "gh-bench-http-"));
+  const load0 = loadavg();
+  try {
+    const targetPort = await freePort();
+    const target = startChild("target", process.execPath, ["-e", TARGET_JS, String(targetPort)]);
+    await waitForPort(targetPort, target);
+    const proxyPort = await freePort();
+    const proxy = startChild("bare-proxy", process.execPath, ["-e", BARE_PROXY_JS, String(proxyPort), String(targetPort)]);
+    await waitForPort(proxyPort, proxy);
+    const rows: Row[] = [
+      { name: "direct (Node target)", url: `http://127.0.0.1:${targetPort}/status` },
+      { name: "bare node:http proxy", url: `http://127.0.0.1:${proxyPort}/status` },
+    ];
+    const skipped: string[] = [];
+    const ng = await nginxRow(dir, targetPort);
+    if (typeof ng === "string") skipped.push(`nginx: ${ng}`);
+    else rows.push({ name: "nginx reverse proxy", url: `http://127.0.0.1:${ng.port}/status` });
+    const gh = await gatehouseRow(dir, targetPort);
+    rows.push({ name: "Gatehouse (full gate)", url: `http://127.0.0.1:${gh.port}/svc/status`, headers: [`Authorization: Bearer ${gh.token}`] });
+
+    log("warming up …");
+    for (const r of rows) await wrk(r, Math.min(2, SECONDS));
+    const runs = new Map<string, Result[]>();
+    for (let i = 0; i < REPEAT; i++)
+      for (const r of rows) {
+        const res = await wrk(r, SECONDS);
+        log(`${r.name.padEnd(24)} ${Math.round(res.rps)} req/s  p50 ${res.p50.toFixed(2)} ms  p99 ${res.p99.toFixed(2)} ms${res.non2xx ? `  NON-2XX ${res.non2xx}` : ""}${res.errors ? `  ${res.errors}` : ""}`);
+        runs.set(r.name, [...(runs.get(r.name) ?? []), res]);
+      }
+    const med = (name: string) => {
+      const rs = [...(runs.get(name) ?? [])].sort((a, b) => a.rps - b.rps);
+      return rs[Math.floor((rs.length - 1) / 2)];
+    };
+    const out: string[] = [];
+    out.push(`wrk -t${THREADS} -c${CONNECTIONS}, ${SECONDS} s per row${REPEAT > 1 ? ` (median of ${REPEAT})` : ""}, small JSON response from a Node target; ${cpus().length} CPUs, Node ${process.version}; load ${load0.map((x) => x.toFixed(1)).join(" ")} → ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
+    out.push("");
+    out.push(table(["row", "req/s", "p50 ms", "p99 ms", "non-2xx"], rows.map((r) => { const m = med(r.name)!; return [r.name, String(Math.round(m.rps)), m.p50.toFixed(2), m.p99.toFixed(2), String(m.non2xx)]; })));
+    const ratio = (a: string, b: string) => {
+      const x = med(a)?.rps;
+      const y = med(b)?.rps;
+      return x && y ? (x / y).toFixed(2) : "—";
+    };
+    out.push("");
+    const ratios: string[][] = [["bare node proxy / direct", ratio("bare node:http proxy", "direct (Node target)")]];
+    if (runs.has("nginx reverse proxy")) ratios.push(["nginx / direct", ratio("nginx reverse proxy", "direct (Node target)")]);
+    ratios.push(["Gatehouse / direct", ratio("Gatehouse (full gate)", "direct (Node target)")]);
+    ratios.push(["Gatehouse / bare node proxy (target ≥ 0.95)", ratio("Gatehouse (full gate)", "bare node:http proxy")]);
+    if (runs.has("nginx reverse proxy")) ratios.push(["Gatehouse / nginx", ratio("Gatehouse (full gate)", "nginx reverse proxy")]);
+    out.push(table(["ratio (req/s)", "value"], ratios));
+    for (const s of skipped) out.push(`\nskipped — ${s}`);
+    process.stdout.write(`\n${out.join("\n")}\n`);
+  } finally {
+    await stopAll();
+    if (env.BENCH_KEEP === "1") log(`kept ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+for (const sig of ["SIGINT", "SIGTERM"] as const)
+  process.once(sig, () => {
+    killAllSync();
+    process.exit(130);
+  });
+main().catch((e) => {
+  log(`bench failed: ${(e as Error).stack}`);
+  killAllSync();
+  process.exitCode = 1;
+});
