@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import { after, before, describe, test } from "node:test";
-import { approveReview, pendingReviewFor, runProcess } from "./helpers/clients.ts";
+import { approveReview, pendingReviewFor, runProcess, waitFor } from "./helpers/clients.ts";
 import { DEFAULT_POLICIES, startTestGateway, type TestGateway } from "./helpers/gateway.ts";
 
 interface Seen {
@@ -165,15 +165,20 @@ describe("HTTP gate", () => {
   });
 
   test("every request is a recorded, audited session", async () => {
+    const started = Date.now();
     await curl([`${base}/ci/recorded`]);
+    // curl closes its connection on exit: that ends the session.
+    const row = await waitFor(async () => {
+      const r = await t.gw.store.db.selectFrom("sessions").selectAll().where("connection", "=", "ci").where("started_at", ">=", started - 1).executeTakeFirst();
+      return r?.status === "closed" ? r : undefined;
+    }, "the HTTP session to close");
     await t.gw.audit.drain();
-    const row = await t.gw.store.db.selectFrom("sessions").selectAll().where("connection", "=", "ci").orderBy("started_at", "desc").executeTakeFirst();
-    assert.equal(row?.status, "closed");
+    assert.equal(row.end_reason, "the client closed the HTTP connection");
     assert.equal(row?.rec_status, "complete");
-    const decided = await t.gw.store.db.selectFrom("audit_events").select(["decision", "rule", "data"]).where("session_id", "=", row!.id).where("type", "=", "operation.decided").executeTakeFirst();
+    const decided = await t.gw.store.db.selectFrom("audit_events").select(["decision", "rule", "data"]).where("session_id", "=", row.id).where("type", "=", "operation.decided").executeTakeFirst();
     assert.deepEqual([decided?.decision, decided?.rule], ["allow", "ci-read"]);
     assert.match(decided!.data, /GET \/recorded/);
-    const replay = await fetch(`${t.gw.apiUrl}/api/v1/sessions/${row!.id}/replay`, { headers: { authorization: `Bearer ${await t.humanToken(["dba"], "Ada Auditor")}` } });
+    const replay = await fetch(`${t.gw.apiUrl}/api/v1/sessions/${row.id}/replay`, { headers: { authorization: `Bearer ${await t.humanToken(["dba"], "Ada Auditor")}` } });
     const text = await replay.text();
     assert.match(text, /"type":"http.exchange","method":"GET","path":"\/recorded","status":200/);
     assert.ok(!text.includes(agentToken.split(".")[2]!), "the caller's token is not in the recording");

@@ -92,3 +92,24 @@ describe("mintDevToken", () => {
     await rejectsCode(new TokenVerifier(cfg(true)).verify(token), "AUTH_TOKEN_EXPIRED");
   });
 });
+
+describe("verified-token cache", () => {
+  test("a cached token stops being accepted once it expires (the cache never outlives exp)", async () => {
+    let clock = Date.now();
+    const c = cfg(true);
+    const token = await mintDevToken(c, { now: clock, lifetimeSeconds: 30 });
+    const v = new TokenVerifier(c, { now: () => clock });
+    assert.equal((await v.verify(token)).displayName, (await v.verify(token)).displayName, "second call served from the cache");
+    clock += 31_000 + 120_000 + 1000; // past exp and the clock skew
+    await rejectsCode(v.verify(token), "AUTH_TOKEN_EXPIRED");
+  });
+  test("a token differing in one byte of its signature is verified, not served from the cache", async () => {
+    const c = cfg(true);
+    const token = await mintDevToken(c);
+    const v = new TokenVerifier(c);
+    await v.verify(token);
+    const last = token.at(-2) === "A" ? "B" : "A";
+    const forged = `${token.slice(0, -2)}${last}${token.at(-1)}`;
+    await rejectsCode(v.verify(forged), "AUTH_SIGNATURE_INVALID");
+  });
+});

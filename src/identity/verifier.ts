@@ -5,6 +5,7 @@
 // Must never: accept `alg: none` or HMAC, trust an issuer or audience not in config, trust the
 // development issuer while it is disabled, or put the token in an error message or log.
 
+import { createHash } from "node:crypto";
 import { type CryptoKey, type JWSHeaderParameters, type JWTVerifyResult, jwtVerify } from "jose";
 import type { IdentityConfig } from "../config/schema.ts";
 import { ERRORS, GatehouseError } from "../domain/errors.ts";
@@ -22,6 +23,10 @@ export interface TokenVerifierOptions {
   now?: () => number;
 }
 
+/** How long a verified token is trusted without checking its signature again. */
+const VERIFIED_TTL_MS = 60_000;
+const VERIFIED_MAX = 10_000;
+
 export class TokenVerifier {
   private readonly fetch: typeof fetch;
   private readonly now: () => number;
@@ -38,7 +43,31 @@ export class TokenVerifier {
     this.now = opts.now ?? Date.now;
   }
 
+  /**
+   * Tokens already verified, by SHA-256 of the whole token (signature included, so no other byte
+   * string can hit an entry), until the token expires or VERIFIED_TTL_MS passes, whichever is
+   * first. An HTTP client sends the same token with every request; this saves the signature check.
+   */
+  private readonly verified = new Map<string, { principal: Principal; until: number }>();
+
   async verify(token: string): Promise<Principal> {
+    const now = this.now();
+    const key = createHash("sha256").update(token).digest("base64");
+    const hit = this.verified.get(key);
+    if (hit) {
+      if (now < hit.until) return hit.principal;
+      this.verified.delete(key);
+    }
+    const principal = await this.verifyUncached(token);
+    const until = Math.min(principal.expiresAt * 1000, now + VERIFIED_TTL_MS);
+    if (until > now) {
+      if (this.verified.size >= VERIFIED_MAX) this.verified.delete(this.verified.keys().next().value as string);
+      this.verified.set(key, { principal, until });
+    }
+    return principal;
+  }
+
+  private async verifyUncached(token: string): Promise<Principal> {
     const { header, claims } = parseUnverified(token, this.cfg.maxTokenBytes);
     checkAlgorithm(header.alg, SUPPORTED_ALGORITHMS);
     if (typeof claims.iss !== "string") throw new GatehouseError("AUTH_CLAIM_MISSING", `no "iss" claim`);
@@ -54,6 +83,7 @@ export class TokenVerifier {
 
   /** Drops cached keys; the verifier stays usable and refetches on demand. */
   close(): void {
+    this.verified.clear();
     for (const s of this.sources.values()) s.clear();
     this.sources.clear();
     this.devKeys = undefined;

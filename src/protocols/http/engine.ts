@@ -8,13 +8,14 @@
 //   judge     gate.judge — the one place an Operation is judged — holding for review at most
 //             listeners.http.maxHoldSeconds
 //   forward   through the connection's agent, which injects the target's credential; the response
-//             streams back. Every request is a session: recorded and audited.
+//             streams back. A keep-alive connection is one session per principal and connection
+//             (recorded, audited); each request in it is one judged operation.
 //
 // Never: forward a request before its verdict, forward any path but the judged one, or pass the
 // caller's credentials to the target.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { gunzipSync, inflateSync } from "node:zlib";
 import type { AgentRegistry } from "../../agent/agent.ts";
 import type { HttpForwardResponse } from "../../agent/http.ts";
@@ -95,6 +96,9 @@ export class HttpListener {
   readonly #d: HttpEngineDeps;
   #server: Server | undefined;
   readonly #byHost = new Map<string, Connection>();
+  /** The session of each client socket (keep-alive: many requests), for one principal and connection. */
+  readonly #socketSessions = new WeakMap<Socket, { key: string; session: Promise<OpenSession> }>();
+  readonly #closing = new Set<Promise<void>>();
 
   constructor(deps: HttpEngineDeps) {
     this.#d = deps;
@@ -134,6 +138,37 @@ export class HttpListener {
         r();
       }, 3000).unref();
     });
+    // Sessions end when their sockets close: let those records land before the store closes.
+    while (this.#closing.size) await Promise.all([...this.#closing]);
+  }
+
+  /** The session for this request: the socket's, unless the principal or connection changed. */
+  #sessionFor(req: IncomingMessage, principal: Principal, connection: Connection, details: Record<string, unknown>): Promise<OpenSession> {
+    const sock = req.socket;
+    const key = `${principal.subject}\u0000${connection.name}`;
+    const cur = this.#socketSessions.get(sock);
+    if (cur?.key === key) return cur.session;
+    if (cur) this.#end(cur.session, "another principal or connection on the same HTTP connection");
+    const session = this.#d.sessions.open(principal, connection, sock.remoteAddress, details);
+    const entry = { key, session };
+    this.#socketSessions.set(sock, entry);
+    session.catch(() => {
+      if (this.#socketSessions.get(sock) === entry) this.#socketSessions.delete(sock);
+    });
+    sock.once("close", () => {
+      if (this.#socketSessions.get(sock) !== entry) return;
+      this.#socketSessions.delete(sock);
+      this.#end(session, "the client closed the HTTP connection");
+    });
+    return session;
+  }
+
+  #end(session: Promise<OpenSession>, reason: string): void {
+    const p = session
+      .then((s) => this.#d.sessions.close(s, reason))
+      .catch((e) => this.#d.logger.error({ err: (e as Error).message }, "cannot record session end"))
+      .finally(() => this.#closing.delete(p));
+    this.#closing.add(p);
   }
 
   #problem(res: ServerResponse, e: unknown, opts: { git?: boolean; status?: number } = {}): void {
@@ -260,7 +295,7 @@ export class HttpListener {
 
     let session: OpenSession;
     try {
-      session = await this.#d.sessions.open(principal, connection, req.socket.remoteAddress, { method: op.http.method, path: op.http.path });
+      session = await this.#sessionFor(req, principal, connection, { firstRequest: `${op.http.method} ${op.http.path}` });
     } catch (e) {
       return this.#problem(res, e, { git: isGit });
     }
@@ -273,12 +308,10 @@ export class HttpListener {
     });
     let status = 0;
     let responseBytes = 0;
-    let endReason = "request completed";
     try {
       const v = await this.#d.gate.judge({ id: session.id, principal, connection }, op, { signal: abort.signal, holdTimeoutMs: this.#d.config.maxHoldSeconds * 1000 });
       rec?.event(verdictEvent(0, op, v));
       if (!v.forward) {
-        endReason = `refused: ${v.error.code}`;
         if (git?.service === "receive-pack" && git.phase === "rpc" && git.updates) {
           const caps = parseReceivePack(decoded).capabilities;
           const out = gitRefusal(git.updates, `${v.error.code} ${v.error.message}`, caps.includes("side-band-64k") || caps.includes("side-band"));
@@ -297,7 +330,6 @@ export class HttpListener {
       try {
         upstream = await agent.httpRequest!(connection, { method: op.http.method, target: op.forward.replace(/^\/+/, "/"), headers: req.headers as Record<string, string | string[]>, body, signal: abort.signal });
       } catch (e) {
-        endReason = "target unavailable";
         status = 502;
         return this.#problem(res, e, { git: isGit });
       }
@@ -314,7 +346,6 @@ export class HttpListener {
       res.end();
     } finally {
       rec?.event({ type: "http.exchange", method: op.http.method, path: op.http.path, status, durationMs: Date.now() - started, requestBytes: body.length, responseBytes, ...(responseBytes > RECORD_BODY_LIMIT ? { responseBytesRecorded: RECORD_BODY_LIMIT } : {}) });
-      await this.#d.sessions.close(session, endReason).catch((e) => this.#d.logger.error({ err: (e as Error).message }, "cannot record session end"));
     }
   }
 }
