@@ -242,3 +242,49 @@ describe("the tunnel over TLS (api.tls)", () => {
     await c.end();
   });
 });
+
+describe("HTTP through a network-resident agent", () => {
+  let t: TestGateway;
+  let agent: AgentClient;
+  let target: import("node:http").Server;
+  const seen: Array<{ authorization: string | undefined; body: string; url: string }> = [];
+  before(async () => {
+    process.env.GH_TEST_EDGE_API_KEY = "edge-api-key";
+    const { createServer } = await import("node:http");
+    target = createServer((req, res) => {
+      const parts: Buffer[] = [];
+      req.on("data", (b) => parts.push(b));
+      req.on("end", () => {
+        seen.push({ authorization: req.headers.authorization, body: Buffer.concat(parts).toString(), url: req.url! });
+        res.writeHead(200, { "content-type": "text/plain" });
+        res.end("x".repeat(200_000));
+      });
+    });
+    await new Promise<void>((r) => target.listen(0, "127.0.0.1", r));
+    t = await startTestGateway({
+      policies: [{ name: "agents-http", principals: { groups: ["ai-agents"] }, operations: { protocols: ["http"] }, decision: "allow" }],
+      extraConfig: (c) => {
+        c.listeners!.http = { host: "127.0.0.1", port: 0 };
+        c.connections!.push({ name: "api", protocol: "http", agent: "edge-http", http: { url: `http://127.0.0.1:${(target.address() as { port: number }).port}`, auth: { type: "bearer", secret: "env:GH_TEST_EDGE_API_KEY" } } });
+      },
+    });
+    agent = new AgentClient({ gateway: t.gw.apiUrl, token: await new AgentDirectory(t.gw.store).create("edge-http"), logger: silent, version: "test" });
+    agent.start();
+    await waitFor(() => agent.state === "connected", "the agent");
+  });
+  after(async () => {
+    await agent?.stop();
+    await t?.close();
+    await new Promise((r) => target.close(r));
+  });
+
+  test("requests and their bodies go through the tunnel; the agent injects the credential; large responses stream back", async () => {
+    const token = await t.agentToken();
+    const res = await fetch(`http://127.0.0.1:${t.gw.http!.port}/api/items?x=1`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ a: 1 }) });
+    assert.equal(res.status, 200);
+    assert.equal((await res.text()).length, 200_000);
+    assert.deepEqual(seen.at(-1), { authorization: "Bearer edge-api-key", body: '{"a":1}', url: "/items?x=1" });
+    const many = await Promise.all(Array.from({ length: 20 }, (_, i) => fetch(`http://127.0.0.1:${t.gw.http!.port}/api/n/${i}`, { headers: { authorization: `Bearer ${token}` } }).then(async (r) => [r.status, (await r.text()).length])));
+    assert.deepEqual(many, Array.from({ length: 20 }, () => [200, 200_000]));
+  });
+});

@@ -18,6 +18,7 @@ export function register(program: Command): void {
     .option("--gateway <url>", "the gateway's API URL, e.g. https://gatehouse.example.com (default: $GATEHOUSE_GATEWAY)")
     .option("--token <secret>", "the agent's secret from `gatehouse agents create` (default: $GATEHOUSE_AGENT_TOKEN; prefer the variable: arguments show in ps)")
     .option("--ca <file>", "CA bundle (PEM) to verify the gateway's certificate")
+    .option("--git-mirror-dir <dir>", "where to keep bare mirrors of git targets (fast-forward checks of pushes)", process.env.GATEHOUSE_GIT_MIRROR_DIR ?? "./data/git-mirrors")
     .option("--oidc-token-url <url>", "authenticate with the agent's own OIDC client-credentials token instead of a secret: the IdP's token endpoint (default: $GATEHOUSE_AGENT_TOKEN_URL)")
     .option("--client-id <id>", "with --oidc-token-url: the agent's application (client) id; its secret comes from $GATEHOUSE_AGENT_CLIENT_SECRET")
     .option("--scope <scope>", "with --oidc-token-url: e.g. api://<gateway-app-id>/.default (Entra)")
@@ -26,7 +27,7 @@ export function register(program: Command): void {
     .option("--allow-insecure", "allow ws:// / http:// to a non-loopback gateway (the secret travels in clear: trusted networks only)")
     .option("--log-level <level>", "trace, debug, info, warn, error", process.env.GATEHOUSE_LOG_LEVEL ?? "info")
     .action(
-      action(async (o: { gateway?: string; token?: string; ca?: string; allowInsecure?: boolean; logLevel: string; oidcTokenUrl?: string; clientId?: string; scope?: string; resource?: string; clientAuth: string }) => {
+      action(async (o: { gateway?: string; token?: string; ca?: string; gitMirrorDir: string; allowInsecure?: boolean; logLevel: string; oidcTokenUrl?: string; clientId?: string; scope?: string; resource?: string; clientAuth: string }) => {
         const gateway = o.gateway ?? process.env.GATEHOUSE_GATEWAY;
         if (!gateway) throw new GatehouseError("CONFIG_INVALID", "give --gateway URL (or set GATEHOUSE_GATEWAY)");
         const tokenUrl = o.oidcTokenUrl ?? process.env.GATEHOUSE_AGENT_TOKEN_URL;
@@ -39,7 +40,7 @@ export function register(program: Command): void {
         }
         if (!token) throw new GatehouseError("AGENT_AUTH_FAILED", "give the agent's secret in GATEHOUSE_AGENT_TOKEN (or --token), or --oidc-token-url and --client-id for an OIDC identity");
         const logger = createLogger(o.logLevel as "info");
-        const client = new AgentClient({ gateway, token, logger, version: VERSION, ...(o.ca ? { ca: readFileSync(o.ca, "utf8") } : {}), ...(o.allowInsecure ? { allowInsecure: true } : {}) });
+        const client = new AgentClient({ gateway, token, logger, version: VERSION, gitMirrorDir: o.gitMirrorDir, ...(o.ca ? { ca: readFileSync(o.ca, "utf8") } : {}), ...(o.allowInsecure ? { allowInsecure: true } : {}) });
         client.start();
         logger.info({ gateway, version: VERSION }, "agent started");
         await new Promise<void>((resolve) => {

@@ -11,7 +11,11 @@ import type { Socket } from "node:net";
 import WebSocket from "ws";
 import { cancelPostgresTarget, openPostgresTarget, TargetError } from "../agent/postgres.ts";
 import { SecretResolver } from "../agent/secrets.ts";
-import { postgresTargetSchema } from "../config/schema.ts";
+import { httpTargetSchema, postgresTargetSchema } from "../config/schema.ts";
+import { GitMirrors } from "../agent/git-mirror.ts";
+import { HttpForwarder } from "../agent/http.ts";
+import type { HttpTarget } from "../domain/connection.ts";
+import type { GitRefUpdate } from "../domain/operation.ts";
 import { GatehouseError } from "../domain/errors.ts";
 import type { Logger } from "../observability/logger.ts";
 import { type Frame, MAX_FRAME_BYTES, MIN_TUNNEL_VERSION, TUNNEL_VERSION } from "./frames.ts";
@@ -30,6 +34,8 @@ export interface AgentClientOptions {
   /** PEM CA bundle to verify a gateway with a private CA. */
   ca?: string;
   allowInsecure?: boolean;
+  /** Where bare mirrors of git targets are kept (fast-forward checks). */
+  gitMirrorDir?: string;
   /** Backoff bounds (ms). */
   minBackoffMs?: number;
   maxBackoffMs?: number;
@@ -62,6 +68,8 @@ export class AgentClient {
   readonly #o: AgentClientOptions;
   readonly #url: string;
   readonly #secrets: SecretResolver;
+  readonly #http: HttpForwarder;
+  readonly #git: GitMirrors;
   #mux: Mux | undefined;
   #ws: WebSocket | undefined;
   #attempt = 0;
@@ -78,6 +86,8 @@ export class AgentClient {
     this.#o = o;
     this.#url = tunnelUrl(o.gateway, o.allowInsecure);
     this.#secrets = o.secrets ?? new SecretResolver();
+    this.#http = new HttpForwarder(this.#secrets);
+    this.#git = new GitMirrors(o.gitMirrorDir ?? "./data/git-mirrors", this.#secrets, o.logger);
   }
 
   start(): void {
@@ -147,7 +157,7 @@ export class AgentClient {
         },
       });
       this.#mux = mux;
-      mux.control("HELLO", { versions: [MIN_TUNNEL_VERSION, TUNNEL_VERSION], agent: hostname(), software: this.#o.version, node: process.version, capabilities: ["postgres", "cancel", "health"] });
+      mux.control("HELLO", { versions: [MIN_TUNNEL_VERSION, TUNNEL_VERSION], agent: hostname(), software: this.#o.version, node: process.version, capabilities: ["postgres", "cancel", "health", "http", "git"] });
     });
     ws.on("close", () => {
       this.#mux = undefined;
@@ -164,7 +174,9 @@ export class AgentClient {
         this.#set("connected");
         return;
       case "OPEN":
-        void this.#open(mux, f);
+        if (f.body.protocol === "http") void this.#openHttp(mux, f);
+        else if (f.body.protocol === "git-ancestry") void this.#gitAncestry(mux, f);
+        else void this.#open(mux, f);
         return;
       case "CANCEL":
         void this.#cancel(f.body);
@@ -224,6 +236,68 @@ export class AgentClient {
     bridge(t.socket, stream);
   }
 
+  /** Collect what the gateway sends on a half-open stream (a request body), bounded. */
+  #collect(stream: TunnelStream, max = 1 << 30): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const parts: Buffer[] = [];
+      let n = 0;
+      stream.on("data", (b: Buffer) => {
+        n += b.length;
+        if (n > max) stream.destroy(new Error("request body too large"));
+        else parts.push(b);
+      });
+      stream.once("end", () => resolve(Buffer.concat(parts, n)));
+      stream.once("error", reject);
+      stream.once("close", () => reject(new Error("the stream closed before the request body ended")));
+    });
+  }
+
+  #failOpen(mux: Mux, id: number, code: string, message: string): void {
+    this.#o.logger.warn({ err: message }, "cannot serve a request");
+    try {
+      mux.control("OPEN_FAILED", { code, message }, id);
+    } catch {
+      /* tunnel gone */
+    }
+    mux.streams.get(id)?.destroy();
+  }
+
+  async #openHttp(mux: Mux, f: Frame & { body: Record<string, unknown> }): Promise<void> {
+    const stream = mux.adopt(f.stream, true);
+    stream.on("error", () => {});
+    const target = httpTargetSchema.safeParse(f.body.target);
+    const r = f.body.request as { method?: string; target?: string; headers?: Record<string, string | string[]> } | undefined;
+    if (!target.success || !r?.method || typeof r.target !== "string") return this.#failOpen(mux, f.stream, "GH-HTTP-005", `the gateway sent no usable HTTP target for ${String(f.body.connection)}`);
+    try {
+      const body = await this.#collect(stream);
+      const res = await this.#http.forward(String(f.body.connection), target.data as HttpTarget, { method: r.method, target: r.target, headers: r.headers ?? {}, body });
+      this.#served++;
+      mux.control("OPENED", { status: res.status, headers: res.headers }, f.stream);
+      res.body.on("error", () => stream.destroy());
+      res.body.pipe(stream);
+      stream.once("close", () => res.body.destroy());
+    } catch (e) {
+      this.#failOpen(mux, f.stream, "GH-HTTP-005", (e as Error).message);
+    }
+  }
+
+  async #gitAncestry(mux: Mux, f: Frame & { body: Record<string, unknown> }): Promise<void> {
+    const stream = mux.adopt(f.stream, true);
+    stream.on("error", () => {});
+    const b = f.body;
+    const target = httpTargetSchema.safeParse(b.target);
+    if (!target.success || typeof b.repoPath !== "string" || !Array.isArray(b.updates)) return this.#failOpen(mux, f.stream, "GH-HTTP-005", "the gateway sent no usable git target");
+    try {
+      const body = await this.#collect(stream);
+      const updates = (b.updates as GitRefUpdate[]).map((u) => ({ ...u, fastForward: undefined as boolean | undefined }));
+      await this.#git.classify(String(b.connection), target.data as HttpTarget, b.repoPath, updates, body, Number(b.commandsEnd), Array.isArray(b.capabilities) ? (b.capabilities as string[]) : []);
+      mux.control("OPENED", { fastForward: updates.map((u) => u.fastForward ?? null) }, f.stream);
+      stream.end();
+    } catch (e) {
+      this.#failOpen(mux, f.stream, "GH-HTTP-005", (e as Error).message);
+    }
+  }
+
   async #cancel(b: Record<string, unknown>): Promise<void> {
     const target = postgresTargetSchema.safeParse(b.target);
     if (!target.success || typeof b.processId !== "number" || typeof b.secretKey !== "string") return;
@@ -232,6 +306,7 @@ export class AgentClient {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    void this.#http.close();
     if (this.#timer) clearTimeout(this.#timer);
     const mux = this.#mux;
     if (mux && !mux.closed) {

@@ -64,16 +64,16 @@ export class Mux implements StreamSink {
   }
 
   /** Gateway side: a new stream id (odd) and its stream, registered before OPEN is sent. */
-  newStream(): TunnelStream {
+  newStream(halfOpen = false): TunnelStream {
     const id = this.#nextId;
     this.#nextId += 2;
-    return this.adopt(id);
+    return this.adopt(id, halfOpen);
   }
 
   /** Agent side: the stream the gateway opened. */
-  adopt(id: number): TunnelStream {
+  adopt(id: number, halfOpen = false): TunnelStream {
     if (this.streams.has(id)) throw new TunnelProtocolError(`stream ${id} is already open`);
-    const s = new TunnelStream(id, this, this.#o.window);
+    const s = new TunnelStream(id, this, this.#o.window, halfOpen);
     this.streams.set(id, s);
     return s;
   }

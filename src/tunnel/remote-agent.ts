@@ -3,7 +3,10 @@
 // session is an OPEN on a new stream, answered by the agent once it has logged in to the target.
 
 import type { Agent } from "../agent/agent.ts";
+import type { HttpForwardRequest, HttpForwardResponse } from "../agent/http.ts";
 import type { PostgresTargetSession } from "../agent/postgres.ts";
+import type { GitRefUpdate } from "../domain/operation.ts";
+import type { TunnelStream } from "./stream.ts";
 import type { Connection } from "../domain/connection.ts";
 import { GatehouseError } from "../domain/errors.ts";
 import type { Frame } from "./frames.ts";
@@ -41,13 +44,35 @@ export class TunnelLink {
     if (!p) return;
     this.#opens.delete(f.stream);
     if (f.type === "OPENED") p.resolve(f.body);
-    else p.reject(new GatehouseError("PG_TARGET_UNAVAILABLE", `${String(f.body.message ?? "the agent could not open the target")}`, { sqlstate: f.body.sqlstate }));
+    else p.reject(new GatehouseError(f.body.code === "GH-HTTP-005" ? "HTTP_TARGET_UNAVAILABLE" : "PG_TARGET_UNAVAILABLE", `${String(f.body.message ?? "the agent could not open the target")}`, { sqlstate: f.body.sqlstate }));
   }
 
   /** The tunnel closed: every open still waiting fails. */
   failOpens(reason: GatehouseError): void {
     for (const p of this.#opens.values()) p.reject(reason);
     this.#opens.clear();
+  }
+
+  /**
+   * One request-shaped exchange on a new half-open stream: OPEN with `open`, then `body` as the
+   * stream's data; resolves with OPENED's body and the stream (whose readable side carries the
+   * answer's data).
+   */
+  async exchange(open: Record<string, unknown>, body: Buffer, agentName: string, what: string): Promise<{ result: Record<string, unknown>; stream: TunnelStream }> {
+    const stream = this.mux.newStream(true);
+    const opened = new Promise<Record<string, unknown>>((resolve, reject) => this.#opens.set(stream.id, { resolve, reject }));
+    const timer = setTimeout(() => this.#opens.get(stream.id)?.reject(new GatehouseError("AGENT_UNAVAILABLE", `agent "${agentName}" did not answer ${what} within ${OPEN_TIMEOUT_MS / 1000} s`)), OPEN_TIMEOUT_MS);
+    try {
+      this.mux.control("OPEN", open, stream.id);
+      stream.end(body);
+      return { result: await opened, stream };
+    } catch (e) {
+      this.#opens.delete(stream.id);
+      stream.destroy();
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async openPostgres(connection: Connection, clientParameters: Record<string, string>, agentName: string): Promise<PostgresTargetSession> {
@@ -102,6 +127,22 @@ export class RemoteAgent implements Agent {
 
   openPostgres(connection: Connection, clientParameters: Record<string, string>): Promise<PostgresTargetSession> {
     return this.#pick().openPostgres(connection, clientParameters, this.name);
+  }
+
+  async httpRequest(connection: Connection, req: HttpForwardRequest): Promise<HttpForwardResponse> {
+    const { result, stream } = await this.#pick().exchange({ connection: connection.name, protocol: "http", target: connection.http ?? null, request: { method: req.method, target: req.target, headers: req.headers } }, req.body, this.name, `${req.method} for ${connection.name}`);
+    req.signal?.addEventListener("abort", () => stream.destroy(), { once: true });
+    return { status: Number(result.status), headers: (result.headers ?? {}) as Record<string, string | string[]>, body: stream };
+  }
+
+  async gitFastForward(connection: Connection, repoPath: string, updates: GitRefUpdate[], body: Buffer, commandsEnd: number, capabilities: string[]): Promise<void> {
+    const { result, stream } = await this.#pick().exchange({ connection: connection.name, protocol: "git-ancestry", target: connection.http ?? null, repoPath, updates, commandsEnd, capabilities }, body, this.name, `a fast-forward check for ${connection.name}`);
+    stream.resume();
+    const ff = Array.isArray(result.fastForward) ? (result.fastForward as Array<boolean | null>) : [];
+    updates.forEach((u, i) => {
+      const v = ff[i];
+      if (typeof v === "boolean") u.fastForward = v;
+    });
   }
 
   async cancelPostgres(connection: Connection, key: { processId: number; secretKey: Buffer }): Promise<void> {

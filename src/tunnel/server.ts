@@ -26,7 +26,7 @@ export const DEFAULT_WINDOW = 1 << 20;
 export const DEFAULT_HEARTBEAT_MS = 10_000;
 const HELLO_TIMEOUT_MS = 10_000;
 /** Capabilities this gateway offers; an agent uses only what both sides list. */
-export const GATEWAY_CAPABILITIES = ["postgres", "cancel", "health"];
+export const GATEWAY_CAPABILITIES = ["postgres", "cancel", "health", "http", "git"];
 
 export interface TunnelServerDeps {
   directory: AgentDirectory;

@@ -36,8 +36,12 @@ export class TunnelStream extends Duplex {
   /** Why the stream ended abnormally (agent gone, reset by the peer), for the client's error. */
   closeReason: GatehouseError | undefined;
 
-  constructor(id: number, sink: StreamSink, window: number) {
-    super({ allowHalfOpen: false, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
+  /**
+   * `halfOpen`: each direction ends on its own (HTTP: the request body ends, the response goes on).
+   * Otherwise the stream behaves like a socket: the end of what it reads ends what it writes.
+   */
+  constructor(id: number, sink: StreamSink, window: number, halfOpen = false) {
+    super({ allowHalfOpen: halfOpen, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
     this.id = id;
     this.#sink = sink;
     this.#window = window;
