@@ -184,3 +184,60 @@ describe("HTTP gate", () => {
     assert.ok(!text.includes(agentToken.split(".")[2]!), "the caller's token is not in the recording");
   });
 });
+
+describe("WebSocket upgrades through the HTTP gate", () => {
+  let t: TestGateway;
+  let wss: import("ws").WebSocketServer;
+  const auth: Array<string | undefined> = [];
+  before(async () => {
+    process.env.GH_TEST_WS_TOKEN = "ws-secret";
+    const { WebSocketServer } = await import("ws");
+    wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+    await new Promise((r) => wss.once("listening", r));
+    wss.on("connection", (ws, req) => {
+      auth.push(req.headers.authorization);
+      ws.on("message", (m) => ws.send(`echo:${m.toString()}`));
+    });
+    t = await startTestGateway({
+      policies: [
+        { name: "ws-read", principals: { groups: ["ai-agents"] }, operations: { protocols: ["http"], methods: ["GET"], paths: ["/stream/**"] }, decision: "allow" },
+        { name: "no-admin-ws", operations: { paths: ["/admin/**"] }, decision: "deny", message: "no admin sockets" },
+      ],
+      extraConfig: (c) => {
+        c.listeners!.http = { host: "127.0.0.1", port: 0 };
+        c.connections!.push({ name: "live", protocol: "http", http: { url: `http://127.0.0.1:${(wss.address() as { port: number }).port}`, auth: { type: "bearer", secret: "env:GH_TEST_WS_TOKEN" } } });
+      },
+    });
+  });
+  after(async () => {
+    await t?.close();
+    await new Promise((r) => wss.close(r));
+  });
+
+  test("an allowed upgrade passes through both ways with the injected credential; a denied one gets 403", async () => {
+    const { default: WebSocket } = await import("ws");
+    const token = await t.agentToken();
+    const ws = new WebSocket(`ws://127.0.0.1:${t.gw.http!.port}/live/stream/ticks`, { headers: { authorization: `Bearer ${token}` } });
+    await new Promise((r, j) => {
+      ws.once("open", r);
+      ws.once("error", j);
+    });
+    const got = new Promise<string>((r) => ws.once("message", (m) => r(m.toString())));
+    ws.send("hello");
+    assert.equal(await got, "echo:hello");
+    ws.close();
+    assert.equal(auth.at(-1), "Bearer ws-secret");
+    const denied = new WebSocket(`ws://127.0.0.1:${t.gw.http!.port}/live/admin/x`, { headers: { authorization: `Bearer ${token}` } });
+    const status = await new Promise<number>((r) => {
+      denied.once("unexpected-response", (_q, res) => r(res.statusCode!));
+      denied.once("error", () => r(-1));
+    });
+    assert.equal(status, 403);
+    const anonymous = new WebSocket(`ws://127.0.0.1:${t.gw.http!.port}/live/stream/ticks`);
+    const s401 = await new Promise<number>((r) => {
+      anonymous.once("unexpected-response", (_q, res) => r(res.statusCode!));
+      anonymous.once("error", () => r(-1));
+    });
+    assert.equal(s401, 401);
+  });
+});

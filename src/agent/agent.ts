@@ -1,6 +1,7 @@
 // Agents hold target credentials and dial targets. The gateway reaches every target through an
 // Agent — the embedded one in the gateway process by default — so there is one data path.
 
+import type { Duplex } from "node:stream";
 import type { Connection } from "../domain/connection.ts";
 import { GatehouseError } from "../domain/errors.ts";
 import { cancelPostgresTarget, openPostgresTarget, type PostgresTargetSession } from "./postgres.ts";
@@ -20,6 +21,8 @@ export interface Agent {
   cancelPostgres(connection: Connection, key: { processId: number; secretKey: Buffer }): Promise<void>;
   /** Send a judged HTTP request to the connection's target, with the connection's credential. */
   httpRequest?(connection: Connection, req: HttpForwardRequest): Promise<HttpForwardResponse>;
+  /** An HTTP upgrade (WebSocket): a byte stream to the target after the judged request head. */
+  httpUpgrade?(connection: Connection, req: { target: string; headers: Record<string, string | string[] | undefined> }): Promise<Duplex>;
   /** git pushes: establish which ref updates are fast-forwards (sets `fastForward`). */
   gitFastForward?(connection: Connection, repoPath: string, updates: GitRefUpdate[], body: Buffer, commandsEnd: number, capabilities: string[]): Promise<void>;
   close?(): Promise<void>;
@@ -38,6 +41,10 @@ export class EmbeddedAgent implements Agent {
   httpRequest(connection: Connection, req: HttpForwardRequest): Promise<HttpForwardResponse> {
     if (!connection.http) throw new GatehouseError("HTTP_TARGET_UNAVAILABLE", `connection ${connection.name} has no http target`);
     return this.#http.forward(connection.name, connection.http, req);
+  }
+  httpUpgrade(connection: Connection, req: { target: string; headers: Record<string, string | string[] | undefined> }): Promise<Duplex> {
+    if (!connection.http) throw new GatehouseError("HTTP_TARGET_UNAVAILABLE", `connection ${connection.name} has no http target`);
+    return this.#http.upgrade(connection.name, connection.http, req);
   }
   gitFastForward(connection: Connection, repoPath: string, updates: GitRefUpdate[], body: Buffer, commandsEnd: number, capabilities: string[]): Promise<void> {
     if (!connection.http) return Promise.resolve();

@@ -5,7 +5,9 @@
 // Never: pass the caller's Authorization/Cookie or hop-by-hop headers on, or put a credential in
 // an error message.
 
-import type { Readable } from "node:stream";
+import { connect as netConnect } from "node:net";
+import type { Duplex, Readable } from "node:stream";
+import { connect as tlsConnect } from "node:tls";
 import { Agent as UndiciAgent, type Dispatcher, request } from "undici";
 import type { HttpTarget } from "../domain/connection.ts";
 import { GatehouseError } from "../domain/errors.ts";
@@ -61,18 +63,55 @@ export class HttpForwarder {
     return p;
   }
 
+  async #credential(t: HttpTarget, headers: Record<string, string | string[]>): Promise<void> {
+    if (!t.auth) return;
+    const secret = await this.secrets.resolve(t.auth.secret);
+    if (t.auth.type === "bearer") headers.authorization = `Bearer ${secret}`;
+    else if (t.auth.type === "basic") headers.authorization = `Basic ${Buffer.from(`${t.auth.username ?? ""}:${secret}`).toString("base64")}`;
+    else headers[t.auth.header!.toLowerCase()] = secret;
+  }
+
+  /**
+   * An upgrade (WebSocket): dial the target, send the judged request head with the credential
+   * injected, and hand back the socket; from here on bytes pass through both ways (the target's
+   * `101 Switching Protocols` included).
+   */
+  async upgrade(name: string, t: HttpTarget, req: { target: string; headers: Record<string, string | string[] | undefined> }): Promise<Duplex> {
+    const base = new URL(t.url);
+    const path = `${base.pathname.replace(/\/$/, "")}${req.target}`;
+    const headers = endToEnd(req.headers, CALLER_CREDENTIALS);
+    await this.#credential(t, headers);
+    const upgrade = req.headers.upgrade;
+    if (typeof upgrade !== "string") throw new GatehouseError("HTTP_TARGET_REJECTED", "an upgrade request without an Upgrade header");
+    const secure = base.protocol === "https:";
+    const port = Number(base.port || (secure ? 443 : 80));
+    const ca = t.ca ? await this.secrets.resolve(t.ca) : undefined;
+    const socket: Duplex = await new Promise((resolve, reject) => {
+      const s = secure ? tlsConnect({ host: base.hostname, port, servername: base.hostname, ...(ca ? { ca } : {}) }) : netConnect({ host: base.hostname, port });
+      const timer = setTimeout(() => s.destroy(new Error(`connecting timed out after ${t.timeout} s`)), t.timeout * 1000);
+      s.once(secure ? "secureConnect" : "connect", () => {
+        clearTimeout(timer);
+        s.removeAllListeners("error");
+        resolve(s);
+      });
+      s.once("error", (e) => {
+        clearTimeout(timer);
+        reject(new GatehouseError("HTTP_TARGET_UNAVAILABLE", `${name}: ${e.message}`));
+      });
+    });
+    const lines = [`GET ${path} HTTP/1.1`, `host: ${base.host}`, "connection: Upgrade", `upgrade: ${upgrade}`];
+    for (const [k, v] of Object.entries(headers)) for (const x of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${x}`);
+    socket.write(`${lines.join("\r\n")}\r\n\r\n`);
+    return socket;
+  }
+
   async forward(name: string, t: HttpTarget, req: HttpForwardRequest): Promise<HttpForwardResponse> {
     const base = new URL(t.url);
     const url = new URL(`${base.pathname.replace(/\/$/, "")}${req.target}`, base);
     const headers = endToEnd(req.headers, CALLER_CREDENTIALS);
     headers["x-forwarded-proto"] ??= "http";
     headers.via = "1.1 gatehouse";
-    if (t.auth) {
-      const secret = await this.secrets.resolve(t.auth.secret);
-      if (t.auth.type === "bearer") headers.authorization = `Bearer ${secret}`;
-      else if (t.auth.type === "basic") headers.authorization = `Basic ${Buffer.from(`${t.auth.username ?? ""}:${secret}`).toString("base64")}`;
-      else headers[t.auth.header!.toLowerCase()] = secret;
-    }
+    await this.#credential(t, headers);
     const ca = t.ca ? await this.secrets.resolve(t.ca) : undefined;
     try {
       const res = await request(url, {

@@ -95,6 +95,10 @@ export function renderEvent(e: RecordingEvent): string {
       return `${e.severity} ${e.code}: ${e.message}`;
     case "session.error":
       return `-- session ended by the gateway: ${e.message}`;
+    case "http.exchange":
+      return `=> ${e.method} ${e.path} → ${e.status || "no answer"}  ${e.durationMs} ms, ${e.requestBytes} B in, ${e.responseBytes} B out`;
+    case "decision":
+      return `   [${decisionOf([e])}]`;
     default:
       return `-- ${e.type} ${JSON.stringify(e)}`;
   }

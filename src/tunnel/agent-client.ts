@@ -176,6 +176,7 @@ export class AgentClient {
       case "OPEN":
         if (f.body.protocol === "http") void this.#openHttp(mux, f);
         else if (f.body.protocol === "git-ancestry") void this.#gitAncestry(mux, f);
+        else if (f.body.protocol === "http-upgrade") void this.#openUpgrade(mux, f);
         else void this.#open(mux, f);
         return;
       case "CANCEL":
@@ -276,6 +277,22 @@ export class AgentClient {
       res.body.on("error", () => stream.destroy());
       res.body.pipe(stream);
       stream.once("close", () => res.body.destroy());
+    } catch (e) {
+      this.#failOpen(mux, f.stream, "GH-HTTP-005", (e as Error).message);
+    }
+  }
+
+  async #openUpgrade(mux: Mux, f: Frame & { body: Record<string, unknown> }): Promise<void> {
+    const stream = mux.adopt(f.stream);
+    stream.on("error", () => {});
+    const target = httpTargetSchema.safeParse(f.body.target);
+    const r = f.body.request as { target?: string; headers?: Record<string, string | string[]> } | undefined;
+    if (!target.success || typeof r?.target !== "string") return this.#failOpen(mux, f.stream, "GH-HTTP-005", "the gateway sent no usable upgrade target");
+    try {
+      const socket = await this.#http.upgrade(String(f.body.connection), target.data as HttpTarget, { target: r.target, headers: r.headers ?? {} });
+      this.#served++;
+      mux.control("OPENED", {}, f.stream);
+      bridge(socket as Socket, stream);
     } catch (e) {
       this.#failOpen(mux, f.stream, "GH-HTTP-005", (e as Error).message);
     }

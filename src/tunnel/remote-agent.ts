@@ -6,6 +6,7 @@ import type { Agent } from "../agent/agent.ts";
 import type { HttpForwardRequest, HttpForwardResponse } from "../agent/http.ts";
 import type { PostgresTargetSession } from "../agent/postgres.ts";
 import type { GitRefUpdate } from "../domain/operation.ts";
+import type { Duplex } from "node:stream";
 import type { TunnelStream } from "./stream.ts";
 import type { Connection } from "../domain/connection.ts";
 import { GatehouseError } from "../domain/errors.ts";
@@ -58,13 +59,13 @@ export class TunnelLink {
    * stream's data; resolves with OPENED's body and the stream (whose readable side carries the
    * answer's data).
    */
-  async exchange(open: Record<string, unknown>, body: Buffer, agentName: string, what: string): Promise<{ result: Record<string, unknown>; stream: TunnelStream }> {
-    const stream = this.mux.newStream(true);
+  async exchange(open: Record<string, unknown>, body: Buffer | undefined, agentName: string, what: string): Promise<{ result: Record<string, unknown>; stream: TunnelStream }> {
+    const stream = this.mux.newStream(body !== undefined);
     const opened = new Promise<Record<string, unknown>>((resolve, reject) => this.#opens.set(stream.id, { resolve, reject }));
     const timer = setTimeout(() => this.#opens.get(stream.id)?.reject(new GatehouseError("AGENT_UNAVAILABLE", `agent "${agentName}" did not answer ${what} within ${OPEN_TIMEOUT_MS / 1000} s`)), OPEN_TIMEOUT_MS);
     try {
       this.mux.control("OPEN", open, stream.id);
-      stream.end(body);
+      if (body !== undefined) stream.end(body);
       return { result: await opened, stream };
     } catch (e) {
       this.#opens.delete(stream.id);
@@ -133,6 +134,11 @@ export class RemoteAgent implements Agent {
     const { result, stream } = await this.#pick().exchange({ connection: connection.name, protocol: "http", target: connection.http ?? null, request: { method: req.method, target: req.target, headers: req.headers } }, req.body, this.name, `${req.method} for ${connection.name}`);
     req.signal?.addEventListener("abort", () => stream.destroy(), { once: true });
     return { status: Number(result.status), headers: (result.headers ?? {}) as Record<string, string | string[]>, body: stream };
+  }
+
+  async httpUpgrade(connection: Connection, req: { target: string; headers: Record<string, string | string[] | undefined> }): Promise<Duplex> {
+    const { stream } = await this.#pick().exchange({ connection: connection.name, protocol: "http-upgrade", target: connection.http ?? null, request: req }, undefined, this.name, `an upgrade for ${connection.name}`);
+    return stream;
   }
 
   async gitFastForward(connection: Connection, repoPath: string, updates: GitRefUpdate[], body: Buffer, commandsEnd: number, capabilities: string[]): Promise<void> {

@@ -14,7 +14,8 @@
 // Never: forward a request before its verdict, forward any path but the judged one, or pass the
 // caller's credentials to the target.
 
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, STATUS_CODES, type Server, type ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
 import type { AddressInfo, Socket } from "node:net";
 import { gunzipSync, inflateSync } from "node:zlib";
 import type { AgentRegistry } from "../../agent/agent.ts";
@@ -39,6 +40,8 @@ export interface HttpListenerConfig {
   port: number;
   maxBodyBytes: number;
   maxHoldSeconds: number;
+  /** Response body bytes recorded per request. */
+  recordBodyBytes?: number;
 }
 
 export interface HttpEngineDeps {
@@ -53,8 +56,6 @@ export interface HttpEngineDeps {
   logger: Logger;
 }
 
-/** Response bytes recorded per request beyond the head (the rest is counted). */
-const RECORD_BODY_LIMIT = 1 << 20;
 
 function pkt(s: string | Buffer): Buffer {
   const b = typeof s === "string" ? Buffer.from(s) : s;
@@ -111,6 +112,13 @@ export class HttpListener {
         this.#d.logger.error({ err: (e as Error).stack }, "http request failed");
         if (!res.headersSent) this.#problem(res, new GatehouseError("POLICY_EVALUATION_FAILED", "internal error in the gateway"));
         else res.destroy();
+      });
+    });
+    server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      socket.on("error", () => {});
+      this.#upgrade(req, socket, head).catch((e) => {
+        this.#d.logger.error({ err: (e as Error).stack }, "http upgrade failed");
+        socket.destroy();
       });
     });
     server.on("clientError", (_e, socket) => {
@@ -251,6 +259,87 @@ export class HttpListener {
     });
   }
 
+  /** A refusal on a socket that asked to upgrade: a plain HTTP answer, then close. */
+  #rejectUpgrade(socket: Duplex, e: unknown): void {
+    const p = problemFromError(e);
+    const body = JSON.stringify(p);
+    socket.end(`HTTP/1.1 ${p.status} ${STATUS_CODES[p.status] ?? "Error"}\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n${p.status === 401 ? 'www-authenticate: Bearer realm="gatehouse"\r\n' : ""}\r\n${body}`);
+  }
+
+  /**
+   * WebSocket (any Upgrade): judged like any request — the upgrade request's method, path and
+   * headers — then the agent opens the target and bytes pass through both ways, recorded, as one
+   * session for the upgraded connection.
+   */
+  async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    let connection: Connection;
+    let target: string;
+    let principal: Principal;
+    let op: ReturnType<typeof describeHttp>;
+    let agent: ReturnType<AgentRegistry["for"]>;
+    try {
+      ({ connection, target } = this.#route(req));
+      principal = await this.#principal(req);
+      op = describeHttp({ method: req.method ?? "GET", target, headers: req.headers, body: Buffer.alloc(0), git: false });
+      agent = this.#d.agents.for(connection);
+      if (!agent.httpUpgrade) throw new GatehouseError("AGENT_UNAVAILABLE", `agent "${agent.name}" cannot serve upgrades`);
+    } catch (e) {
+      return this.#rejectUpgrade(socket, e instanceof PathRejected ? new GatehouseError("HTTP_TARGET_REJECTED", e.reason) : e);
+    }
+    let session: OpenSession;
+    try {
+      session = await this.#d.sessions.open(principal, connection, req.socket.remoteAddress, { upgrade: String(req.headers.upgrade ?? ""), path: op.http.path });
+    } catch (e) {
+      return this.#rejectUpgrade(socket, e);
+    }
+    const rec = session.recorder;
+    rec?.client(headText(req));
+    const abort = new AbortController();
+    socket.once("close", () => abort.abort(new Error("client gone")));
+    let reason = "the client closed the connection";
+    try {
+      const v = await this.#d.gate.judge({ id: session.id, principal, connection }, op, { signal: abort.signal, holdTimeoutMs: this.#d.config.maxHoldSeconds * 1000 });
+      rec?.event(verdictEvent(0, op, v));
+      if (!v.forward) {
+        reason = `refused: ${v.error.code}`;
+        return this.#rejectUpgrade(socket, v.error);
+      }
+      let up: Duplex;
+      try {
+        up = await agent.httpUpgrade!(connection, { target: op.forward, headers: req.headers });
+      } catch (e) {
+        reason = "target unavailable";
+        return this.#rejectUpgrade(socket, e);
+      }
+      up.on("error", () => {});
+      if (head.length) {
+        rec?.client(head);
+        up.write(head);
+      }
+      up.on("data", (b: Buffer) => rec?.server(b));
+      socket.on("data", (b: Buffer) => rec?.client(b));
+      up.pipe(socket);
+      socket.pipe(up);
+      await new Promise<void>((r) => {
+        let n = 0;
+        const done = () => {
+          if (++n === 1) {
+            up.destroy();
+            socket.destroy();
+            r();
+          }
+        };
+        up.once("close", () => {
+          reason = "the target closed the connection";
+          done();
+        });
+        socket.once("close", done);
+      });
+    } finally {
+      await this.#d.sessions.close(session, reason).catch((e) => this.#d.logger.error({ err: (e as Error).message }, "cannot record session end"));
+    }
+  }
+
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = Date.now();
     let connection: Connection;
@@ -308,6 +397,7 @@ export class HttpListener {
     });
     let status = 0;
     let responseBytes = 0;
+    const recordLimit = this.#d.config.recordBodyBytes ?? 1 << 20;
     try {
       const v = await this.#d.gate.judge({ id: session.id, principal, connection }, op, { signal: abort.signal, holdTimeoutMs: this.#d.config.maxHoldSeconds * 1000 });
       rec?.event(verdictEvent(0, op, v));
@@ -338,14 +428,14 @@ export class HttpListener {
       rec?.server(Buffer.from(`HTTP/1.1 ${upstream.status}\r\n${Object.entries(upstream.headers).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(", ") : v}`).join("\r\n")}\r\n\r\n`));
       for await (const chunk of upstream.body) {
         const b = chunk as Buffer;
-        if (responseBytes < RECORD_BODY_LIMIT) rec?.server(b.length + responseBytes > RECORD_BODY_LIMIT ? b.subarray(0, RECORD_BODY_LIMIT - responseBytes) : b);
+        if (responseBytes < recordLimit) rec?.server(b.length + responseBytes > recordLimit ? b.subarray(0, recordLimit - responseBytes) : b);
         responseBytes += b.length;
         if (!res.write(b)) await new Promise<void>((r) => res.once("drain", () => r()).once("close", () => r()));
         if (res.destroyed) break;
       }
       res.end();
     } finally {
-      rec?.event({ type: "http.exchange", method: op.http.method, path: op.http.path, status, durationMs: Date.now() - started, requestBytes: body.length, responseBytes, ...(responseBytes > RECORD_BODY_LIMIT ? { responseBytesRecorded: RECORD_BODY_LIMIT } : {}) });
+      rec?.event({ type: "http.exchange", method: op.http.method, path: op.http.path, status, durationMs: Date.now() - started, requestBytes: body.length, responseBytes, ...(responseBytes > recordLimit ? { responseBytesRecorded: recordLimit } : {}) });
     }
   }
 }
