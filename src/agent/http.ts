@@ -1,6 +1,7 @@
 // The agent side of an HTTP connection: send the judged request to the target with the
-// connection's own credential injected (the caller's never reaches it), over a keep-alive pool
-// per connection, and hand back the response to stream to the caller.
+// connection's own credential injected (the caller's never reaches it), over a keep-alive agent
+// per connection (node:http: measured faster than an undici pool for small requests here), and
+// hand back the response to stream to the caller.
 //
 // Never: pass the caller's Authorization/Cookie or hop-by-hop headers on, or put a credential in
 // an error message.
@@ -8,7 +9,8 @@
 import { connect as netConnect } from "node:net";
 import type { Duplex, Readable } from "node:stream";
 import { connect as tlsConnect } from "node:tls";
-import { Agent as UndiciAgent, type Dispatcher, request } from "undici";
+import { Agent as HttpAgent, request as httpRequest } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { HttpTarget } from "../domain/connection.ts";
 import { GatehouseError } from "../domain/errors.ts";
 import type { SecretResolver } from "./secrets.ts";
@@ -51,17 +53,8 @@ export function endToEnd(headers: Record<string, string | string[] | undefined>,
 }
 
 export class HttpForwarder {
-  readonly #pools = new Map<string, Dispatcher>();
+  readonly #agents = new Map<string, HttpAgent>();
   constructor(private readonly secrets: SecretResolver) {}
-
-  #pool(key: string, ca: string | undefined): Dispatcher {
-    let p = this.#pools.get(key);
-    if (!p) {
-      p = new UndiciAgent({ keepAliveTimeout: 30_000, connections: 128, ...(ca ? { connect: { ca } } : {}) });
-      this.#pools.set(key, p);
-    }
-    return p;
-  }
 
   async #credential(t: HttpTarget, headers: Record<string, string | string[]>): Promise<void> {
     if (!t.auth) return;
@@ -113,25 +106,37 @@ export class HttpForwarder {
     headers.via = "1.1 gatehouse";
     await this.#credential(t, headers);
     const ca = t.ca ? await this.secrets.resolve(t.ca) : undefined;
-    try {
-      const res = await request(url, {
-        method: req.method as Dispatcher.HttpMethod,
-        headers,
-        body: req.body.length || !["GET", "HEAD"].includes(req.method) ? req.body : null,
-        dispatcher: this.#pool(name, ca),
-        headersTimeout: t.timeout * 1000,
-        bodyTimeout: 0,
-        ...(req.signal ? { signal: req.signal } : {}),
+    if (req.body.length || !["GET", "HEAD"].includes(req.method)) headers["content-length"] = String(req.body.length);
+    const secure = url.protocol === "https:";
+    const agent = this.#agent(name, secure, ca);
+    return new Promise<HttpForwardResponse>((resolve, reject) => {
+      const fail = (e: Error & { code?: string }) => reject(new GatehouseError("HTTP_TARGET_UNAVAILABLE", `${name}: ${e.code ?? ""} ${e.message}`.trim()));
+      const r = (secure ? httpsRequest : httpRequest)(url, { method: req.method, headers, agent, ...(req.signal ? { signal: req.signal } : {}) }, (res) => {
+        clearTimeout(timer);
+        resolve({ status: res.statusCode ?? 502, headers: endToEnd(res.headers), body: res });
       });
-      return { status: res.statusCode, headers: endToEnd(res.headers as Record<string, string | string[] | undefined>), body: res.body };
-    } catch (e) {
-      const err = e as Error & { code?: string };
-      throw new GatehouseError("HTTP_TARGET_UNAVAILABLE", `${name}: ${err.code ?? ""} ${err.message}`.trim());
+      // Time allowed for the response headers (http.timeout); the body may take as long as it takes.
+      const timer = setTimeout(() => r.destroy(Object.assign(new Error(`no response headers within ${t.timeout} s`), { code: "ETIMEDOUT" })), t.timeout * 1000);
+      r.once("error", (e) => {
+        clearTimeout(timer);
+        fail(e);
+      });
+      r.end(req.body.length ? req.body : undefined);
+    });
+  }
+
+  /** A keep-alive agent per connection (node:http: the lightest client path for small requests). */
+  #agent(name: string, secure: boolean, ca: string | undefined): HttpAgent {
+    let a = this.#agents.get(name);
+    if (!a) {
+      a = secure ? new HttpsAgent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, ...(ca ? { ca } : {}) }) : new HttpAgent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
+      this.#agents.set(name, a);
     }
+    return a;
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.#pools.values()].map((p) => p.close().catch(() => {})));
-    this.#pools.clear();
+    for (const a of this.#agents.values()) a.destroy();
+    this.#agents.clear();
   }
 }

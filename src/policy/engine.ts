@@ -123,10 +123,22 @@ function connectionMatches(rule: RuleConfig, c: Connection): boolean {
  * segments. Deny and review rules compare case-insensitively (a target may treat /Deploy as
  * /deploy); allow rules exactly (so they never cover more than they name).
  */
+const pathPatterns = new Map<string, RegExp>();
+
 function pathMatches(pattern: string, path: string, action: DecisionAction): boolean {
   const fold = action !== "allow";
   const p = fold ? pattern.toLowerCase() : pattern;
   const v = fold ? path.toLowerCase() : path;
+  let re = pathPatterns.get(p);
+  if (!re) {
+    re = pathPattern(p);
+    if (pathPatterns.size > 5000) pathPatterns.clear();
+    pathPatterns.set(p, re);
+  }
+  return re.test(v);
+}
+
+function pathPattern(p: string): RegExp {
   let src = "^";
   for (let i = 0; i < p.length; i++) {
     const ch = p[i]!;
@@ -137,7 +149,7 @@ function pathMatches(pattern: string, path: string, action: DecisionAction): boo
     else if (ch === "?") src += "[^/]";
     else src += ch.replace(/[.+^${}()|[\]\\/-]/g, "\\$&");
   }
-  return new RegExp(`${src}$`, "s").test(v);
+  return new RegExp(`${src}$`, "s");
 }
 
 function jsonPointer(doc: unknown, pointer: string): unknown {

@@ -389,8 +389,10 @@ export class HttpListener {
       return this.#problem(res, e, { git: isGit });
     }
     const rec = session.recorder;
-    rec?.client(headText(req));
-    rec?.client(body);
+    if (rec) {
+      rec.client(headText(req));
+      rec.client(body);
+    }
     const abort = new AbortController();
     res.once("close", () => {
       if (!res.writableFinished) abort.abort(new Error("client gone"));
@@ -426,14 +428,23 @@ export class HttpListener {
       status = upstream.status;
       res.writeHead(upstream.status, upstream.headers);
       rec?.server(Buffer.from(`HTTP/1.1 ${upstream.status}\r\n${Object.entries(upstream.headers).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(", ") : v}`).join("\r\n")}\r\n\r\n`));
-      for await (const chunk of upstream.body) {
-        const b = chunk as Buffer;
-        if (responseBytes < recordLimit) rec?.server(b.length + responseBytes > recordLimit ? b.subarray(0, recordLimit - responseBytes) : b);
+      // pipe() keeps backpressure in native stream code; the recorder only observes the chunks.
+      upstream.body.on("data", (b: Buffer) => {
+        if (rec && responseBytes < recordLimit) rec.server(b.length + responseBytes > recordLimit ? b.subarray(0, recordLimit - responseBytes) : b);
         responseBytes += b.length;
-        if (!res.write(b)) await new Promise<void>((r) => res.once("drain", () => r()).once("close", () => r()));
-        if (res.destroyed) break;
-      }
-      res.end();
+      });
+      await new Promise<void>((resolve) => {
+        upstream.body.once("end", resolve);
+        upstream.body.once("error", () => {
+          res.destroy();
+          resolve();
+        });
+        res.once("close", () => {
+          upstream.body.destroy();
+          resolve();
+        });
+        upstream.body.pipe(res);
+      });
     } finally {
       rec?.event({ type: "http.exchange", method: op.http.method, path: op.http.path, status, durationMs: Date.now() - started, requestBytes: body.length, responseBytes, ...(responseBytes > recordLimit ? { responseBytesRecorded: recordLimit } : {}) });
     }
