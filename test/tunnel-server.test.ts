@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import WebSocket from "ws";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger } from "../src/observability/logger.ts";
@@ -14,8 +14,9 @@ import { AgentClient } from "../src/tunnel/agent-client.ts";
 import { clientCredentialsTokenSource } from "../src/tunnel/client-credentials.ts";
 import { AgentDirectory } from "../src/tunnel/directory.ts";
 import { decodeFrame, encodeControl, type Frame } from "../src/tunnel/frames.ts";
-import { connectGateway, waitFor } from "./helpers/clients.ts";
+import { connectGateway, runProcess, waitFor } from "./helpers/clients.ts";
 import { startTestGateway, type TestGateway } from "./helpers/gateway.ts";
+import { gitServer, REPO_SECRET, seedRepository } from "./helpers/git.ts";
 
 const silent = createLogger("silent");
 
@@ -286,5 +287,55 @@ describe("HTTP through a network-resident agent", () => {
     assert.deepEqual(seen.at(-1), { authorization: "Bearer edge-api-key", body: '{"a":1}', url: "/items?x=1" });
     const many = await Promise.all(Array.from({ length: 20 }, (_, i) => fetch(`http://127.0.0.1:${t.gw.http!.port}/api/n/${i}`, { headers: { authorization: `Bearer ${token}` } }).then(async (r) => [r.status, (await r.text()).length])));
     assert.deepEqual(many, Array.from({ length: 20 }, () => [200, 200_000]));
+  });
+});
+
+describe("git pushes through a network-resident agent", () => {
+  let t: TestGateway;
+  let agent: AgentClient;
+  let dir: string;
+  let srv: Awaited<ReturnType<typeof gitServer>>;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "gh-git-remote-"));
+    process.env.GH_TEST_REPO_SECRET = REPO_SECRET;
+    await seedRepository(join(dir, "repos", "app.git"), join(dir, "seed"));
+    srv = await gitServer(join(dir, "repos"));
+    t = await startTestGateway({
+      policies: [
+        { name: "git-all", principals: { groups: ["ai-agents"] }, operations: { git: { actions: ["fetch", "push"] } }, decision: "allow" },
+        { name: "no-force", operations: { git: { actions: ["force", "delete"] } }, decision: "deny", message: "no force pushes" },
+      ],
+      extraConfig: (c) => {
+        c.listeners!.http = { host: "127.0.0.1", port: 0 };
+        c.connections!.push({ name: "repo", protocol: "http", agent: "edge-git", http: { url: srv.url, auth: { type: "basic", username: "git-bot", secret: "env:GH_TEST_REPO_SECRET" }, git: true } });
+      },
+    });
+    agent = new AgentClient({ gateway: t.gw.apiUrl, token: await new AgentDirectory(t.gw.store).create("edge-git"), logger: silent, version: "test", gitMirrorDir: join(dir, "agent-mirrors") });
+    agent.start();
+    await waitFor(() => agent.state === "connected", "the agent");
+  });
+  after(async () => {
+    await agent?.stop();
+    await t?.close();
+    await new Promise((r) => srv?.server.close(r));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("the agent's mirror tells a fast-forward (passes) from a force push (refused)", async () => {
+    const token = await t.agentToken();
+    const work = join(dir, "work");
+    const env = { PATH: process.env.PATH, HOME: dir, GIT_TERMINAL_PROMPT: "0", GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "http.extraHeader", GIT_CONFIG_VALUE_0: `Authorization: Bearer ${token}`, GIT_AUTHOR_NAME: "A", GIT_AUTHOR_EMAIL: "a@e", GIT_COMMITTER_NAME: "A", GIT_COMMITTER_EMAIL: "a@e" };
+    const g = (args: string[]) => runProcess("git", args, { env, timeoutMs: 60_000 });
+    assert.equal((await g(["clone", "-q", `http://127.0.0.1:${t.gw.http!.port}/repo/app.git`, work])).code, 0);
+    writeFileSync(join(work, "f.txt"), "1\n");
+    assert.equal((await g(["-C", work, "commit", "-q", "-am", "x", "--allow-empty"])).code, 0);
+    assert.equal((await g(["-C", work, "add", "f.txt"])).code, 0);
+    assert.equal((await g(["-C", work, "commit", "-q", "-m", "add f"])).code, 0);
+    const ff = await g(["-C", work, "push", "origin", "main"]);
+    assert.equal(ff.code, 0, ff.stderr);
+    assert.equal((await g(["-C", work, "commit", "-q", "--amend", "-m", "rewritten"])).code, 0);
+    const forced = await g(["-C", work, "push", "--force", "origin", "main"]);
+    assert.notEqual(forced.code, 0);
+    assert.match(forced.stderr, /\[remote rejected\] main -> main \(GH-POLICY-001 .*no force pushes/);
   });
 });
