@@ -164,6 +164,28 @@ describe("HTTP gate", () => {
     assert.equal(JSON.parse(big.body).code, "GH-HTTP-003");
   });
 
+  test("smuggling attempts (CL+TE, duplicate Content-Length, bad chunking) are refused before any judgement", async () => {
+    const { connect } = await import("node:net");
+    const raw = (text: string) =>
+      new Promise<string>((resolve) => {
+        const sock = connect(t.gw.http!.port, "127.0.0.1", () => sock.end(text));
+        let out = "";
+        sock.on("data", (b) => (out += b.toString()));
+        sock.on("close", () => resolve(out));
+        sock.on("error", () => resolve(out));
+      });
+    const before = seen.length;
+    const auth = `Authorization: Bearer ${agentToken}`;
+    const attempts = [
+      `POST /ci/x HTTP/1.1\r\nHost: gw\r\n${auth}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nDELETE /ci/jobs/1 HTTP/1.1\r\nHost: gw\r\n${auth}\r\n\r\n`,
+      `POST /ci/x HTTP/1.1\r\nHost: gw\r\n${auth}\r\nContent-Length: 3\r\nContent-Length: 40\r\n\r\nabc`,
+      `POST /ci/x HTTP/1.1\r\nHost: gw\r\n${auth}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n`,
+      `GET /ci/x HTTP/1.1\r\nHost: gw\r\n${auth}\r\nX-Folded: a\r\n b\r\n\r\n`,
+    ];
+    for (const a of attempts) assert.match(await raw(a), /^HTTP\/1\.1 400/, a.split("\r\n")[0]);
+    assert.equal(seen.length, before, "nothing reached the target");
+  });
+
   test("every request is a recorded, audited session", async () => {
     const started = Date.now();
     await curl([`${base}/ci/recorded`]);
