@@ -190,24 +190,23 @@ export class AgentClient {
     }
   }
 
-  async #open(mux: Mux, f: Frame & { body: Record<string, unknown> }): Promise<void> {
-    let stream: TunnelStream;
+  /** The stream an OPEN names; a gateway reusing an open stream id loses the tunnel. */
+  #adopt(mux: Mux, f: Frame, halfOpen = false): TunnelStream | undefined {
     try {
-      stream = mux.adopt(f.stream);
+      const s = mux.adopt(f.stream, halfOpen);
+      s.on("error", () => {});
+      return s;
     } catch (e) {
       mux.close(new GatehouseError("AGENT_UNAVAILABLE", (e as Error).message), 1002);
-      return;
+      return undefined;
     }
+  }
+
+  async #open(mux: Mux, f: Frame & { body: Record<string, unknown> }): Promise<void> {
+    const stream = this.#adopt(mux, f);
+    if (!stream) return;
     const b = f.body;
-    const fail = (message: string, sqlstate = "08006") => {
-      this.#o.logger.warn({ connection: b.connection, err: message }, "cannot open target");
-      try {
-        mux.control("OPEN_FAILED", { message, sqlstate }, f.stream);
-      } catch {
-        /* tunnel gone */
-      }
-      mux.forget(f.stream);
-    };
+    const fail = (message: string, sqlstate = "08006") => this.#failOpen(mux, f.stream, { message, sqlstate, connection: b.connection });
     if (b.protocol !== "postgres") return fail(`protocol ${String(b.protocol)} is not supported by this agent`, "0A000");
     const target = postgresTargetSchema.safeParse(b.target);
     if (!target.success) return fail(`the gateway sent no usable target for ${String(b.connection)}`);
@@ -253,22 +252,24 @@ export class AgentClient {
     });
   }
 
-  #failOpen(mux: Mux, id: number, code: string, message: string): void {
-    this.#o.logger.warn({ err: message }, "cannot serve a request");
+  /** Answer an OPEN with OPEN_FAILED (`code` or `sqlstate` says what kind) and drop the stream. */
+  #failOpen(mux: Mux, id: number, b: { message: string; code?: string; sqlstate?: string; connection?: unknown }): void {
+    this.#o.logger.warn({ connection: b.connection, err: b.message }, "cannot open target");
+    const { connection: _c, ...body } = b;
     try {
-      mux.control("OPEN_FAILED", { code, message }, id);
+      mux.control("OPEN_FAILED", body, id);
     } catch {
       /* tunnel gone */
     }
-    mux.streams.get(id)?.destroy();
+    mux.forget(id);
   }
 
   async #openHttp(mux: Mux, f: Frame & { body: Record<string, unknown> }): Promise<void> {
-    const stream = mux.adopt(f.stream, true);
-    stream.on("error", () => {});
+    const stream = this.#adopt(mux, f, true);
+    if (!stream) return;
     const target = httpTargetSchema.safeParse(f.body.target);
     const r = f.body.request as { method?: string; target?: string; headers?: Record<string, string | string[]> } | undefined;
-    if (!target.success || !r?.method || typeof r.target !== "string") return this.#failOpen(mux, f.stream, "GH-HTTP-005", `the gateway sent no usable HTTP target for ${String(f.body.connection)}`);
+    if (!target.success || !r?.method || typeof r.target !== "string") return this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: `the gateway sent no usable HTTP target for ${String(f.body.connection)}` });
     try {
       const body = await this.#collect(stream);
       const res = await this.#http.forward(String(f.body.connection), target.data as HttpTarget, { method: r.method, target: r.target, headers: r.headers ?? {}, body });
@@ -278,32 +279,32 @@ export class AgentClient {
       res.body.pipe(stream);
       stream.once("close", () => res.body.destroy());
     } catch (e) {
-      this.#failOpen(mux, f.stream, "GH-HTTP-005", (e as Error).message);
+      this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: (e as Error).message });
     }
   }
 
   async #openUpgrade(mux: Mux, f: Frame & { body: Record<string, unknown> }): Promise<void> {
-    const stream = mux.adopt(f.stream);
-    stream.on("error", () => {});
+    const stream = this.#adopt(mux, f);
+    if (!stream) return;
     const target = httpTargetSchema.safeParse(f.body.target);
     const r = f.body.request as { target?: string; headers?: Record<string, string | string[]> } | undefined;
-    if (!target.success || typeof r?.target !== "string") return this.#failOpen(mux, f.stream, "GH-HTTP-005", "the gateway sent no usable upgrade target");
+    if (!target.success || typeof r?.target !== "string") return this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: "the gateway sent no usable upgrade target" });
     try {
       const socket = await this.#http.upgrade(String(f.body.connection), target.data as HttpTarget, { target: r.target, headers: r.headers ?? {} });
       this.#served++;
       mux.control("OPENED", {}, f.stream);
       bridge(socket as Socket, stream);
     } catch (e) {
-      this.#failOpen(mux, f.stream, "GH-HTTP-005", (e as Error).message);
+      this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: (e as Error).message });
     }
   }
 
   async #gitAncestry(mux: Mux, f: Frame & { body: Record<string, unknown> }): Promise<void> {
-    const stream = mux.adopt(f.stream, true);
-    stream.on("error", () => {});
+    const stream = this.#adopt(mux, f, true);
+    if (!stream) return;
     const b = f.body;
     const target = httpTargetSchema.safeParse(b.target);
-    if (!target.success || typeof b.repoPath !== "string" || !Array.isArray(b.updates)) return this.#failOpen(mux, f.stream, "GH-HTTP-005", "the gateway sent no usable git target");
+    if (!target.success || typeof b.repoPath !== "string" || !Array.isArray(b.updates)) return this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: "the gateway sent no usable git target" });
     try {
       const body = await this.#collect(stream);
       const updates = (b.updates as GitRefUpdate[]).map((u) => ({ ...u, fastForward: undefined as boolean | undefined }));
@@ -311,7 +312,7 @@ export class AgentClient {
       mux.control("OPENED", { fastForward: updates.map((u) => u.fastForward ?? null) }, f.stream);
       stream.end();
     } catch (e) {
-      this.#failOpen(mux, f.stream, "GH-HTTP-005", (e as Error).message);
+      this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: (e as Error).message });
     }
   }
 

@@ -77,31 +77,20 @@ export class TunnelLink {
   }
 
   async openPostgres(connection: Connection, clientParameters: Record<string, string>, agentName: string): Promise<PostgresTargetSession> {
-    const stream = this.mux.newStream();
-    const opened = new Promise<Record<string, unknown>>((resolve, reject) => this.#opens.set(stream.id, { resolve, reject }));
-    const timer = setTimeout(() => this.#opens.get(stream.id)?.reject(new GatehouseError("AGENT_UNAVAILABLE", `agent "${agentName}" did not open ${connection.name} within ${OPEN_TIMEOUT_MS / 1000} s`)), OPEN_TIMEOUT_MS);
-    try {
-      // The target as configured: host, port, database, user and credential *references*; the
-      // agent resolves them in its own environment.
-      this.mux.control("OPEN", { connection: connection.name, protocol: "postgres", target: connection.postgres ?? null, clientParameters }, stream.id);
-      const b = await opened;
-      const key = b.backendKey as { processId: number; secretKey: string };
-      return {
-        socket: stream as unknown as PostgresTargetSession["socket"],
-        parameterFrames: (b.parameterFrames as string[]).map((x) => Buffer.from(x, "base64")),
-        parameters: new Map(Object.entries(b.parameters as Record<string, string>)),
-        backendKey: { processId: key.processId, secretKey: Buffer.from(key.secretKey, "base64") },
-        leftover: (b.leftover as string[]).map((x) => Buffer.from(x, "base64")),
-        tls: b.tls === true,
-      };
-    } catch (e) {
-      this.#opens.delete(stream.id);
-      stream.destroy();
-      throw e;
-    } finally {
-      clearTimeout(timer);
-    }
+    // The target as configured: host, port, database, user and credential *references*; the
+    // agent resolves them in its own environment.
+    const { result: b, stream } = await this.exchange({ connection: connection.name, protocol: "postgres", target: connection.postgres ?? null, clientParameters }, undefined, agentName, `opening ${connection.name}`);
+    const key = b.backendKey as { processId: number; secretKey: string };
+    return {
+      socket: stream as unknown as PostgresTargetSession["socket"],
+      parameterFrames: (b.parameterFrames as string[]).map((x) => Buffer.from(x, "base64")),
+      parameters: new Map(Object.entries(b.parameters as Record<string, string>)),
+      backendKey: { processId: key.processId, secretKey: Buffer.from(key.secretKey, "base64") },
+      leftover: (b.leftover as string[]).map((x) => Buffer.from(x, "base64")),
+      tls: b.tls === true,
+    };
   }
+
 }
 
 /** All tunnels of one agent name; sessions are spread over them. */
