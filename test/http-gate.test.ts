@@ -21,6 +21,7 @@ describe("HTTP gate", () => {
   let t: TestGateway;
   let target: Server;
   const seen: Seen[] = [];
+  const seenHeaders: Array<Record<string, unknown>> = [];
   let base: string;
   let agentToken: string;
 
@@ -31,6 +32,7 @@ describe("HTTP gate", () => {
       req.on("data", (b) => parts.push(b));
       req.on("end", () => {
         seen.push({ method: req.method!, url: req.url!, authorization: req.headers.authorization, body: Buffer.concat(parts).toString(), connection: req.headers.connection });
+        seenHeaders.push({ ...req.headers });
         const body = JSON.stringify({ ok: true, method: req.method, url: req.url });
         res.writeHead(req.url === "/missing" ? 404 : 200, { "content-type": "application/json", "x-target": "yes", connection: "keep-alive", "keep-alive": "timeout=5, max=77" });
         res.end(body);
@@ -80,6 +82,12 @@ describe("HTTP gate", () => {
     const s = seen.at(-1)!;
     assert.equal(s.authorization, "Bearer ci-secret-injected-by-the-agent");
     assert.ok(!JSON.stringify(seen).includes(agentToken), "the caller's token never reaches the target");
+  });
+
+  test("forwarding claims the caller could forge do not reach the target", async () => {
+    await curl(["-H", "X-Forwarded-For: 10.0.0.1", "-H", "Forwarded: for=10.0.0.1", "-H", "X-Real-IP: 10.0.0.1", `${base}/ci/whoami`]);
+    assert.ok(!JSON.stringify(seenHeaders.at(-1)).includes("10.0.0.1"));
+    assert.equal(seenHeaders.at(-1)!.via, "1.1 gatehouse");
   });
 
   test("a header credential is injected as configured; the target's status passes through", async () => {

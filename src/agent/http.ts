@@ -33,7 +33,8 @@ export interface HttpForwardResponse {
 
 /** RFC 9110 §7.6.1 connection-specific fields, plus credentials the caller sent. */
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization", "host", "content-length"]);
-const CALLER_CREDENTIALS = new Set(["authorization", "cookie", "x-gatehouse-token"]);
+/** The caller's credentials, and forwarding claims it could forge (the target might trust them). */
+const CALLER_CREDENTIALS = new Set(["authorization", "cookie", "x-gatehouse-token", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"]);
 
 /** Drop hop-by-hop headers (and those the Connection header names). */
 export function endToEnd(headers: Record<string, string | string[] | undefined>, extraDrop: ReadonlySet<string> = new Set()): Record<string, string | string[]> {
@@ -102,7 +103,6 @@ export class HttpForwarder {
     const base = new URL(t.url);
     const url = new URL(`${base.pathname.replace(/\/$/, "")}${req.target}`, base);
     const headers = endToEnd(req.headers, CALLER_CREDENTIALS);
-    headers["x-forwarded-proto"] ??= "http";
     headers.via = "1.1 gatehouse";
     await this.#credential(t, headers);
     const ca = t.ca ? await this.secrets.resolve(t.ca) : undefined;
