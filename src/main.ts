@@ -68,7 +68,7 @@ async function resolveApiTls(t: { cert: string; key: string }): Promise<{ cert: 
   try {
     createSecureContext({ ...pair, minVersion: "TLSv1.2" });
   } catch (e) {
-    throw new GatehouseError("CONFIG_INVALID", `api.tls: the certificate or key is not usable PEM (${(e as Error).message})`);
+    throw new GatehouseError("CONFIG_INVALID", `tls: the certificate or key is not usable PEM (${(e as Error).message})`);
   }
   return pair;
 }
@@ -147,7 +147,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     let http: AddressInfo | undefined;
     const httpCfg = config.listeners.http;
     if (httpCfg.enabled && [...connections.values()].some((c) => c.protocol === "http")) {
-      const listener = new HttpListener({ config: httpCfg, connections, verifier, gate, agents, sessions, audit, metrics, logger });
+      const listener = new HttpListener({ tls: httpCfg.tls ? await resolveApiTls(httpCfg.tls) : undefined, config: httpCfg, connections, verifier, gate, agents, sessions, audit, metrics, logger });
       http = await listener.listen();
       stops.push(() => listener.close());
     }

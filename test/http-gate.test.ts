@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
+import { networkInterfaces } from "node:os";
 import { after, before, describe, test } from "node:test";
 import { approveReview, pendingReviewFor, runProcess, waitFor } from "./helpers/clients.ts";
 import { DEFAULT_POLICIES, startTestGateway, type TestGateway } from "./helpers/gateway.ts";
@@ -269,5 +270,57 @@ describe("WebSocket upgrades through the HTTP gate", () => {
       anonymous.once("error", () => r(-1));
     });
     assert.equal(s401, 401);
+  });
+});
+
+describe("HTTP gate transport security", () => {
+  let t: TestGateway;
+  let tlsGw: TestGateway;
+  let target: Server;
+  let dir: string;
+  const external = Object.values(networkInterfaces()).flat().find((i) => i && i.family === "IPv4" && !i.internal)?.address;
+  before(async () => {
+    const { mkdtempSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { ensureSelfSigned } = await import("../src/protocols/postgres/tls.ts");
+    dir = mkdtempSync(join(tmpdir(), "gh-http-tls-"));
+    ensureSelfSigned(dir);
+    target = createServer((_req, res) => res.end("ok"));
+    await new Promise<void>((r) => target.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(target.address() as { port: number }).port}`;
+    const policies = [{ name: "all", principals: { groups: ["ai-agents"] }, operations: { protocols: ["http" as const] }, decision: "allow" as const }];
+    t = await startTestGateway({ policies, extraConfig: (c) => {
+      c.listeners!.http = { host: "0.0.0.0", port: 0 };
+      c.connections!.push({ name: "svc", protocol: "http", http: { url } });
+    } });
+    tlsGw = await startTestGateway({ policies, extraConfig: (c) => {
+      c.listeners!.http = { host: "127.0.0.1", port: 0, tls: { cert: `file:${join(dir, "gateway-cert.pem")}`, key: `file:${join(dir, "gateway-key.pem")}` } };
+      c.connections!.push({ name: "svc", protocol: "http", http: { url } });
+    } });
+  });
+  after(async () => {
+    await t?.close();
+    await tlsGw?.close();
+    await new Promise((r) => target.close(r));
+    const { rmSync } = await import("node:fs");
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("a token over plain HTTP from another host is refused (GH-HTTP-006); loopback is accepted", { skip: external ? false : "no non-loopback IPv4 address here" }, async () => {
+    const token = await t.agentToken();
+    const remote = await runProcess("curl", ["-s", "-H", `Authorization: Bearer ${token}`, `http://${external}:${t.gw.http!.port}/svc/x`]);
+    assert.equal(JSON.parse(remote.stdout).code, "GH-HTTP-006");
+    const local = await runProcess("curl", ["-s", "-H", `Authorization: Bearer ${token}`, `http://127.0.0.1:${t.gw.http!.port}/svc/x`]);
+    assert.equal(local.stdout, "ok");
+  });
+
+  test("with listeners.http.tls the gate speaks HTTPS (curl verifies the certificate)", async () => {
+    const { join } = await import("node:path");
+    const token = await tlsGw.agentToken();
+    const r = await runProcess("curl", ["-s", "-S", "--cacert", join(dir, "gateway-cert.pem"), "-H", `Authorization: Bearer ${token}`, `https://127.0.0.1:${tlsGw.gw.http!.port}/svc/x`]);
+    assert.equal(r.stdout, "ok", r.stderr);
+    const plain = await runProcess("curl", ["-s", "-S", "-H", `Authorization: Bearer ${token}`, `http://127.0.0.1:${tlsGw.gw.http!.port}/svc/x`]);
+    assert.notEqual(plain.stdout, "ok");
   });
 });

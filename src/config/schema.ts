@@ -280,6 +280,12 @@ export const httpListenerSchema = z
     port: z.number().int().min(0).max(65535).default(18080),
     maxBodyBytes: z.number().int().min(1024).max(1 << 30).default(32 * 1024 * 1024).describe("Largest request body (read whole: it is judged and bound to approvals); larger ones get 413."),
     maxHoldSeconds: duration.default(300).describe("A request held for review waits at most this long, then gets 409 with the review id (the review stays open; the identical retry runs once approved)."),
+    tls: z
+      .object({ cert: z.string().describe("PEM certificate reference (`file:/path` or `env:NAME`)."), key: z.string().describe("PEM private key reference.") })
+      .strict()
+      .optional()
+      .describe("Serve the HTTP gate over HTTPS. Without it, callers' tokens would cross the network in clear: plain HTTP is then accepted from loopback only, unless allowCleartext."),
+    allowCleartext: z.boolean().default(false).describe("Accept plain-HTTP requests from non-loopback clients (only behind a TLS-terminating proxy on a network you trust)."),
     recordBodyBytes: z.number().int().min(0).default(1024 * 1024).describe("Response body bytes recorded per request (request bodies are recorded whole: they are bounded by maxBodyBytes); the rest is counted, not kept."),
     gitMirrorDir: z.string().default("./data/git-mirrors").describe("Where the agent keeps bare mirrors of git targets, to tell fast-forward pushes from force pushes."),
   })

@@ -15,6 +15,7 @@
 // caller's credentials to the target.
 
 import { createServer, type IncomingMessage, STATUS_CODES, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { Duplex } from "node:stream";
 import type { AddressInfo, Socket } from "node:net";
 import { gunzipSync, inflateSync } from "node:zlib";
@@ -31,6 +32,7 @@ import { type Gate, verdictEvent } from "../../gate/gate.ts";
 import type { OpenSession, SessionLog } from "../../gate/sessions.ts";
 import type { Logger } from "../../observability/logger.ts";
 import type { GatewayMetrics } from "../../observability/metrics.ts";
+import { isLoopback } from "../loopback.ts";
 import { describeHttp } from "./classify.ts";
 import { GitProtocolError, parseReceivePack } from "./git.ts";
 import { normalizeTarget, PathRejected } from "./normalize.ts";
@@ -42,10 +44,14 @@ export interface HttpListenerConfig {
   maxHoldSeconds: number;
   /** Response body bytes recorded per request. */
   recordBodyBytes?: number;
+  /** Accept plain HTTP from non-loopback clients (TLS terminated in front). */
+  allowCleartext?: boolean;
 }
 
 export interface HttpEngineDeps {
   config: HttpListenerConfig;
+  /** Resolved PEM certificate and key: serve HTTPS. */
+  tls?: { cert: string; key: string } | undefined;
   connections: Map<string, Connection>;
   verifier: Verifier;
   gate: Gate;
@@ -107,13 +113,15 @@ export class HttpListener {
   }
 
   async listen(): Promise<AddressInfo> {
-    const server = createServer({ requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 30_000 }, (req, res) => {
+    const options = { requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 30_000 };
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => {
       this.#handle(req, res).catch((e) => {
         this.#d.logger.error({ err: (e as Error).stack }, "http request failed");
         if (!res.headersSent) this.#problem(res, new GatehouseError("POLICY_EVALUATION_FAILED", "internal error in the gateway"));
         else res.destroy();
       });
-    });
+    };
+    const server: Server = this.#d.tls ? (createHttpsServer({ ...options, cert: this.#d.tls.cert, key: this.#d.tls.key, minVersion: "TLSv1.2" }, onRequest) as unknown as Server) : createServer(options, onRequest);
     server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       socket.on("error", () => {});
       this.#upgrade(req, socket, head).catch((e) => {
@@ -215,7 +223,14 @@ export class HttpListener {
     return { connection: c, target: rest.startsWith("/") ? rest : `/${rest}` };
   }
 
+  /** Tokens only over TLS: plain HTTP is for loopback clients, or explicitly behind a TLS proxy. */
+  #checkTransport(req: IncomingMessage): void {
+    if (this.#d.tls || this.#d.config.allowCleartext || isLoopback(req.socket.remoteAddress)) return;
+    throw new GatehouseError("HTTP_TLS_REQUIRED", `plain HTTP from ${req.socket.remoteAddress ?? "?"}`);
+  }
+
   async #principal(req: IncomingMessage): Promise<Principal> {
+    this.#checkTransport(req);
     const h = req.headers.authorization ?? "";
     let token: string | undefined;
     const bearer = /^Bearer[ ]+(\S+)\s*$/i.exec(h);

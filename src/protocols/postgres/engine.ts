@@ -28,6 +28,7 @@ import type { GatewayMetrics } from "../../observability/metrics.ts";
 import type { SessionRecorder } from "../../recording/recorder.ts";
 import { commitInSession, describeInSession, PreparedStatementRegistry, type SessionDescription } from "./classify/index.ts";
 import { backend, type BindMessage, bindParamFormat, FrontendDecoder, type FrontendMessage, frontendWriter, isProtocolError, parsePassword, type StartupMessage } from "./codec/index.ts";
+import { isLoopback } from "../loopback.ts";
 import { newMarker, ServerStream } from "./server-stream.ts";
 import { errorFrame, noticeFrame, toGatehouseError } from "./wire-errors.ts";
 
@@ -56,10 +57,6 @@ export interface PostgresEngineDeps {
 
 /** While a statement is being judged, buffer at most this many client bytes before pausing reads. */
 const INBOX_LIMIT_BYTES = 1 << 20;
-
-function isLoopback(addr: string | undefined): boolean {
-  return !!addr && (addr === "::1" || addr.startsWith("127.") || addr.startsWith("::ffff:127."));
-}
 
 const keyOf = (processId: number, secret: Buffer) => `${processId}:${secret.toString("hex")}`;
 
