@@ -5,7 +5,7 @@
 
 import { createHash } from "node:crypto";
 import type { HttpDescription, Operation } from "../../domain/operation.ts";
-import { gitService, parseReceivePack } from "./git.ts";
+import { gitService, parseReceivePack, type ReceivePackCommands } from "./git.ts";
 import { normalizeTarget } from "./normalize.ts";
 
 /** Headers that are credentials or hop-by-hop: never part of an Operation. */
@@ -37,7 +37,15 @@ function decodeQuery(query: string): Record<string, string[]> {
   return out;
 }
 
-export function describeHttp(input: HttpRequestInput): Operation & { http: HttpDescription; forward: string } {
+export interface DescribedHttp extends Operation {
+  http: HttpDescription;
+  /** The canonical target to forward (re-encoded path and query). */
+  forward: string;
+  /** A git push's parsed commands (where the pack starts, the client's capabilities). */
+  receivePack?: ReceivePackCommands;
+}
+
+export function describeHttp(input: HttpRequestInput): DescribedHttp {
   const method = input.method.toUpperCase();
   const t = normalizeTarget(input.target);
   const headers: Record<string, string> = {};
@@ -59,17 +67,21 @@ export function describeHttp(input: HttpRequestInput): Operation & { http: HttpD
     }
   }
   let text = `${method} ${t.path}${t.query ? `?${t.query}` : ""}`;
+  let receivePack: ReceivePackCommands | undefined;
   if (input.git) {
     const g = gitService(method, t.path, query);
     if (g) {
       http.git = g;
       if (g.service === "receive-pack" && g.phase === "rpc") {
         const cmds = parseReceivePack(content);
+        receivePack = cmds;
         http.git.updates = cmds.updates;
         text = `git push ${t.path.replace(/\/git-receive-pack$/, "")}\n${cmds.updates.map((u) => `${u.action} ${u.ref} ${u.old.slice(0, 12)}..${u.new.slice(0, 12)}`).join("\n")}`;
       } else if (g.service === "upload-pack") text = `git fetch ${t.path.replace(/\/(info\/refs|git-upload-pack)$/, "")}`;
     }
   }
   // The body's hash is the operation's one parameter, so an approval covers exactly this body.
-  return { protocol: "http", text, parameters: [bodySha256], http, forward: t.forward };
+  const op: DescribedHttp = { protocol: "http", text, parameters: [bodySha256], http, forward: t.forward };
+  if (receivePack) op.receivePack = receivePack;
+  return op;
 }

@@ -33,8 +33,8 @@ import type { OpenSession, SessionLog } from "../../gate/sessions.ts";
 import type { Logger } from "../../observability/logger.ts";
 import type { GatewayMetrics } from "../../observability/metrics.ts";
 import { isLoopback } from "../loopback.ts";
-import { describeHttp } from "./classify.ts";
-import { GitProtocolError, parseReceivePack } from "./git.ts";
+import { type DescribedHttp, describeHttp } from "./classify.ts";
+import { GitProtocolError } from "./git.ts";
 import { normalizeTarget, PathRejected } from "./normalize.ts";
 
 export interface HttpListenerConfig {
@@ -290,7 +290,7 @@ export class HttpListener {
     let connection: Connection;
     let target: string;
     let principal: Principal;
-    let op: ReturnType<typeof describeHttp>;
+    let op: DescribedHttp;
     let agent: ReturnType<AgentRegistry["for"]>;
     try {
       ({ connection, target } = this.#route(req));
@@ -373,7 +373,7 @@ export class HttpListener {
     } catch (e) {
       return this.#problem(res, e, { git: isGit });
     }
-    let op: ReturnType<typeof describeHttp>;
+    let op: DescribedHttp;
     let decoded = body;
     try {
       decoded = decodeBody(body, req.headers["content-encoding"], this.#d.config.maxBodyBytes * 8);
@@ -384,7 +384,6 @@ export class HttpListener {
       if (e instanceof GatehouseError) return this.#problem(res, e, { git: isGit });
       throw e;
     }
-    const git = op.http.git;
     let agent: ReturnType<AgentRegistry["for"]>;
     try {
       agent = this.#d.agents.for(connection);
@@ -392,10 +391,8 @@ export class HttpListener {
     } catch (e) {
       return this.#problem(res, e, { git: isGit });
     }
-    if (git?.updates?.length && agent.gitFastForward) {
-      const cmds = parseReceivePack(decoded);
-      await agent.gitFastForward(connection, op.http.path.replace(/\/git-receive-pack$/, ""), git.updates, decoded, cmds.end, cmds.capabilities);
-    }
+    const push = op.receivePack;
+    if (push && agent.gitFastForward) await agent.gitFastForward(connection, op.http.path.replace(/\/git-receive-pack$/, ""), push.updates, decoded, push.end, push.capabilities);
 
     let session: OpenSession;
     try {
@@ -419,9 +416,8 @@ export class HttpListener {
       const v = await this.#d.gate.judge({ id: session.id, principal, connection }, op, { signal: abort.signal, holdTimeoutMs: this.#d.config.maxHoldSeconds * 1000 });
       rec?.event(verdictEvent(0, op, v));
       if (!v.forward) {
-        if (git?.service === "receive-pack" && git.phase === "rpc" && git.updates) {
-          const caps = parseReceivePack(decoded).capabilities;
-          const out = gitRefusal(git.updates, `${v.error.code} ${v.error.message}`, caps.includes("side-band-64k") || caps.includes("side-band"));
+        if (push) {
+          const out = gitRefusal(push.updates, `${v.error.code} ${v.error.message}`, push.capabilities.includes("side-band-64k") || push.capabilities.includes("side-band"));
           status = 200;
           responseBytes = out.length;
           res.writeHead(200, { "content-type": "application/x-git-receive-pack-result", "cache-control": "no-cache", "content-length": out.length });
