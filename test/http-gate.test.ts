@@ -47,6 +47,7 @@ describe("HTTP gate", () => {
         { name: "ci-read", principals: { groups: ["ai-agents"] }, operations: { protocols: ["http"], methods: ["GET"], paths: ["/**"] }, decision: "allow" },
         { name: "ci-deploy", operations: { methods: ["POST"], paths: ["/deploy", "/deploy/**"] }, decision: "review", review: { approvers: ["dba"], expires: "60s" } },
         { name: "no-delete", operations: { methods: ["DELETE"] }, decision: "deny", message: "no deletes through the gateway" },
+        { name: "no-prod-config", operations: { methods: ["POST"], paths: ["/config"], json: { "/env": "prod" } }, decision: "deny", message: "prod configuration is changed by the release pipeline" },
         { name: "agents-post", principals: { groups: ["ai-agents"] }, operations: { protocols: ["http"], methods: ["POST"] }, decision: "allow" },
       ],
       extraConfig: (c) => {
@@ -168,9 +169,35 @@ describe("HTTP gate", () => {
     const unknown = await curl([`${base}/nope/status`]);
     assert.equal(unknown.status, 404);
     assert.equal(JSON.parse(unknown.body).code, "GH-HTTP-001");
-    const big = await curl(["-X", "POST", "--data-binary", "x".repeat(10_000), `${base}/ci/upload`]);
-    assert.equal(big.status, 413);
-    assert.equal(JSON.parse(big.body).code, "GH-HTTP-003");
+  });
+
+  test("bodies beyond maxBodyBytes stream to the target when allowed; what would need review or rests on content is refused", async () => {
+    const { writeFileSync, mkdtempSync, rmSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const dir = mkdtempSync(join(tmpdir(), "gh-big-"));
+    try {
+      const file = join(dir, "big.bin");
+      writeFileSync(file, Buffer.alloc(300_000, 7));
+      const before = seen.length;
+      const up = await curl(["-X", "POST", "--data-binary", `@${file}`, `${base}/ci/upload`]);
+      assert.equal(up.status, 200);
+      assert.equal(seen.at(-1)!.body.length, 300_000, "the whole body reached the target");
+      const chunked = await curl(["-X", "POST", "-H", "Transfer-Encoding: chunked", "--data-binary", `@${file}`, `${base}/ci/upload`]);
+      assert.equal(chunked.status, 200);
+      assert.equal(seen.at(-1)!.body.length, 300_000);
+      const deploy = await curl(["-X", "POST", "--data-binary", `@${file}`, `${base}/ci/deploy`]);
+      assert.equal(deploy.status, 403);
+      assert.match(JSON.parse(deploy.body).detail, /needs review, but its body is larger than listeners\.http\.maxBodyBytes/);
+      const small = await curl(["-X", "POST", "-H", "content-type: application/json", "--data", '{"env":"prod"}', `${base}/ci/config`]);
+      assert.equal(JSON.parse(small.body).rule, "no-prod-config");
+      writeFileSync(file, JSON.stringify({ env: "staging", pad: "x".repeat(10_000) }));
+      const bigJson = await curl(["-X", "POST", "-H", "content-type: application/json", "--data-binary", `@${file}`, `${base}/ci/config`]);
+      assert.equal(JSON.parse(bigJson.body).rule, "no-prod-config", "an unread body cannot dodge a rule on its content");
+      assert.equal(seen.length, before + 2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("smuggling attempts (CL+TE, duplicate Content-Length, bad chunking) are refused before any judgement", async () => {
@@ -291,7 +318,7 @@ describe("HTTP gate transport security", () => {
     const url = `http://127.0.0.1:${(target.address() as { port: number }).port}`;
     const policies = [{ name: "all", principals: { groups: ["ai-agents"] }, operations: { protocols: ["http" as const] }, decision: "allow" as const }];
     t = await startTestGateway({ policies, extraConfig: (c) => {
-      c.listeners!.http = { host: "0.0.0.0", port: 0 };
+      c.listeners!.http = { host: "0.0.0.0", port: 0, maxBodyBytes: 4096, streamLargeBodies: false };
       c.connections!.push({ name: "svc", protocol: "http", http: { url } });
     } });
     tlsGw = await startTestGateway({ policies, extraConfig: (c) => {
@@ -313,6 +340,12 @@ describe("HTTP gate transport security", () => {
     assert.equal(JSON.parse(remote.stdout).code, "GH-HTTP-006");
     const local = await runProcess("curl", ["-s", "-H", `Authorization: Bearer ${token}`, `http://127.0.0.1:${t.gw.http!.port}/svc/x`]);
     assert.equal(local.stdout, "ok");
+  });
+
+  test("with streamLargeBodies off, a body beyond maxBodyBytes gets 413", async () => {
+    const token = await t.agentToken();
+    const r = await runProcess("curl", ["-s", "-X", "POST", "-H", `Authorization: Bearer ${token}`, "--data-binary", "x".repeat(10_000), `http://127.0.0.1:${t.gw.http!.port}/svc/x`]);
+    assert.equal(JSON.parse(r.stdout).code, "GH-HTTP-003");
   });
 
   test("with listeners.http.tls the gate speaks HTTPS (curl verifies the certificate)", async () => {

@@ -20,7 +20,8 @@ export interface HttpForwardRequest {
   /** Canonical path (re-encoded) and query, relative to the target URL. */
   target: string;
   headers: Record<string, string | string[]>;
-  body: Buffer;
+  /** The whole body, or a stream of it (bodies larger than the gate reads; Content-Length as declared). */
+  body: Buffer | Readable;
   /** Aborted when the caller goes away. */
   signal?: AbortSignal;
 }
@@ -106,7 +107,10 @@ export class HttpForwarder {
     headers.via = "1.1 gatehouse";
     await this.#credential(t, headers);
     const ca = t.ca ? await this.secrets.resolve(t.ca) : undefined;
-    if (req.body.length || !["GET", "HEAD"].includes(req.method)) headers["content-length"] = String(req.body.length);
+    const declared = req.headers["content-length"];
+    if (Buffer.isBuffer(req.body)) {
+      if (req.body.length || !["GET", "HEAD"].includes(req.method)) headers["content-length"] = String(req.body.length);
+    } else if (typeof declared === "string" && /^\d+$/.test(declared)) headers["content-length"] = declared;
     const secure = url.protocol === "https:";
     const agent = this.#agent(name, secure, ca);
     return new Promise<HttpForwardResponse>((resolve, reject) => {
@@ -121,7 +125,11 @@ export class HttpForwarder {
         clearTimeout(timer);
         fail(e);
       });
-      r.end(req.body.length ? req.body : undefined);
+      if (Buffer.isBuffer(req.body)) r.end(req.body.length ? req.body : undefined);
+      else {
+        req.body.once("error", (e) => r.destroy(e));
+        req.body.pipe(r);
+      }
     });
   }
 

@@ -278,7 +278,8 @@ export const httpListenerSchema = z
     enabled: z.boolean().default(true).describe("Serve the HTTP gate (only started when at least one connection has protocol: http)."),
     host: z.string().default("127.0.0.1"),
     port: z.number().int().min(0).max(65535).default(18080),
-    maxBodyBytes: z.number().int().min(1024).max(1 << 30).default(32 * 1024 * 1024).describe("Largest request body (read whole: it is judged and bound to approvals); larger ones get 413."),
+    maxBodyBytes: z.number().int().min(1024).max(1 << 30).default(32 * 1024 * 1024).describe("Request bodies up to this size are read whole: judged (JSON conditions, git pushes) and bound to approvals. Larger ones are streamed unread when allowed (see streamLargeBodies)."),
+    streamLargeBodies: z.boolean().default(true).describe("Stream bodies larger than maxBodyBytes to the target when the decision is allow (rules on body content then match for deny/review, never for allow; what needs review is refused). false: 413."),
     maxHoldSeconds: duration.default(300).describe("A request held for review waits at most this long, then gets 409 with the review id (the review stays open; the identical retry runs once approved)."),
     tls: z
       .object({ cert: z.string().describe("PEM certificate reference (`file:/path` or `env:NAME`)."), key: z.string().describe("PEM private key reference.") })

@@ -96,9 +96,16 @@ export interface HttpDescription {
   query: Record<string, string[]>;
   /** Request headers, names lower case, without credentials (authorization, cookie, proxy-*). */
   headers: Record<string, string>;
+  /** The body's size (streamed: the declared Content-Length, or -1 when chunked). */
   bodyBytes: number;
-  /** SHA-256 of the body (part of the approval binding). */
+  /** SHA-256 of the body (part of the approval binding); "" when streamed. */
   bodySha256: string;
+  /**
+   * The body was larger than the gate reads whole (listeners.http.maxBodyBytes): it is streamed
+   * to the target unread, so only `allow` can forward it, and rules on its content (`json`) are
+   * read in the safer direction (deny/review match, allow does not).
+   */
+  bodyStreamed?: boolean;
   /** The body parsed, when it is JSON (for `json` rule conditions). */
   json?: unknown;
   git?: GitDescription;

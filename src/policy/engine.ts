@@ -173,7 +173,12 @@ function httpMatches(m: NonNullable<RuleConfig["operations"]>, op: Operation, u:
   if (m.query && !Object.entries(m.query).every(([k, v]) => (h.query[k] ?? []).some((x) => globMatch(v, x)))) return false;
   if (m.headers && !Object.entries(m.headers).every(([k, v]) => h.headers[k.toLowerCase()] !== undefined && globMatch(v, h.headers[k.toLowerCase()]!))) return false;
   if (m.json) {
-    if (h.json === undefined) return false;
+    // A streamed body was not read: a rule about its content may apply (deny/review) but cannot cover it (allow).
+    if (h.bodyStreamed) {
+      if (a === "allow") return false;
+    } else if (h.json === undefined) return false;
+  }
+  if (m.json && !h.bodyStreamed) {
     for (const [ptr, pat] of Object.entries(m.json)) {
       const v = jsonPointer(h.json, ptr);
       if (v === undefined) return false;

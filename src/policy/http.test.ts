@@ -78,6 +78,17 @@ describe("HTTP rules", () => {
     assert.equal(decide("POST", "/apps", { headers: { "content-type": "text/plain" }, body: JSON.stringify({ spec: { env: "production" } }) }).action, "allow", "only JSON bodies are read as JSON");
   });
 
+  test("a streamed (unread) body: content rules match for deny/review, never cover for allow", () => {
+    const op = describeHttp({ method: "POST", target: "/apps", headers: { "content-type": "application/json" }, body: Buffer.alloc(0), git: false, streamed: { declaredBytes: 50_000_000 } });
+    assert.equal(op.http.bodyStreamed, true);
+    assert.equal(op.http.bodyBytes, 50_000_000);
+    assert.deepEqual(op.parameters, ["streamed"]);
+    assert.equal(engine.decide({ principal: agent, connection: ci, operation: op }).rule, "prod-json");
+    const allowJson = new PolicyEngine([ruleSchema.parse({ name: "ok-json", operations: { methods: ["POST"], json: { "/spec/env": "dev" } }, decision: "allow" })]);
+    assert.equal(allowJson.decide({ principal: agent, connection: ci, operation: op }).rule, "default");
+    assert.throws(() => describeHttp({ method: "POST", target: "/r.git/git-receive-pack", headers: {}, body: Buffer.alloc(0), git: true, streamed: { declaredBytes: undefined } }), /GH-HTTP-003|must fit/);
+  });
+
   test("the body is bound: a different body is a different operation", () => {
     const a = describeHttp({ method: "POST", target: "/deploy", headers: {}, body: Buffer.from("v1"), git: false });
     const b = describeHttp({ method: "POST", target: "/deploy", headers: {}, body: Buffer.from("v2"), git: false });

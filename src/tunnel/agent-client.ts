@@ -271,8 +271,8 @@ export class AgentClient {
     const r = f.body.request as { method?: string; target?: string; headers?: Record<string, string | string[]> } | undefined;
     if (!target.success || !r?.method || typeof r.target !== "string") return this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: `the gateway sent no usable HTTP target for ${String(f.body.connection)}` });
     try {
-      const body = await this.#collect(stream);
-      const res = await this.#http.forward(String(f.body.connection), target.data as HttpTarget, { method: r.method, target: r.target, headers: r.headers ?? {}, body });
+      // The request body streams from the gateway to the target (never held whole here).
+      const res = await this.#http.forward(String(f.body.connection), target.data as HttpTarget, { method: r.method, target: r.target, headers: r.headers ?? {}, body: stream });
       this.#served++;
       mux.control("OPENED", { status: res.status, headers: res.headers }, f.stream);
       res.body.on("error", () => stream.destroy());

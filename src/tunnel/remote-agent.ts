@@ -6,7 +6,7 @@ import type { Agent } from "../agent/agent.ts";
 import type { HttpForwardRequest, HttpForwardResponse } from "../agent/http.ts";
 import type { PostgresTargetSession } from "../agent/postgres.ts";
 import type { GitRefUpdate } from "../domain/operation.ts";
-import type { Duplex } from "node:stream";
+import type { Duplex, Readable } from "node:stream";
 import type { TunnelStream } from "./stream.ts";
 import type { Connection } from "../domain/connection.ts";
 import { GatehouseError } from "../domain/errors.ts";
@@ -59,13 +59,17 @@ export class TunnelLink {
    * stream's data; resolves with OPENED's body and the stream (whose readable side carries the
    * answer's data).
    */
-  async exchange(open: Record<string, unknown>, body: Buffer | undefined, agentName: string, what: string): Promise<{ result: Record<string, unknown>; stream: TunnelStream }> {
+  async exchange(open: Record<string, unknown>, body: Buffer | Readable | undefined, agentName: string, what: string): Promise<{ result: Record<string, unknown>; stream: TunnelStream }> {
     const stream = this.mux.newStream(body !== undefined);
     const opened = new Promise<Record<string, unknown>>((resolve, reject) => this.#opens.set(stream.id, { resolve, reject }));
     const timer = setTimeout(() => this.#opens.get(stream.id)?.reject(new GatehouseError("AGENT_UNAVAILABLE", `agent "${agentName}" did not answer ${what} within ${OPEN_TIMEOUT_MS / 1000} s`)), OPEN_TIMEOUT_MS);
     try {
       this.mux.control("OPEN", open, stream.id);
-      if (body !== undefined) stream.end(body);
+      if (Buffer.isBuffer(body)) stream.end(body);
+      else if (body) {
+        body.once("error", () => stream.destroy());
+        body.pipe(stream);
+      }
       return { result: await opened, stream };
     } catch (e) {
       this.#opens.delete(stream.id);

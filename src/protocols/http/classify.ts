@@ -4,6 +4,7 @@
 // cannot be described (they are refused, never judged on a guess).
 
 import { createHash } from "node:crypto";
+import { GatehouseError } from "../../domain/errors.ts";
 import type { HttpDescription, Operation } from "../../domain/operation.ts";
 import { gitService, parseReceivePack, type ReceivePackCommands } from "./git.ts";
 import { normalizeTarget } from "./normalize.ts";
@@ -24,6 +25,8 @@ export interface HttpRequestInput {
   decoded?: Buffer;
   /** The connection speaks git smart HTTP. */
   git: boolean;
+  /** The body is larger than the gate reads: `body` is only its start, the rest streams. */
+  streamed?: { declaredBytes: number | undefined };
 }
 
 function decodeQuery(query: string): Record<string, string[]> {
@@ -55,11 +58,13 @@ export function describeHttp(input: HttpRequestInput): DescribedHttp {
     headers[name] = Array.isArray(v) ? v.join(", ") : v;
   }
   const query = decodeQuery(t.query);
-  const bodySha256 = createHash("sha256").update(input.body).digest("hex");
-  const http: HttpDescription = { method, path: t.path, query, headers, bodyBytes: input.body.length, bodySha256 };
+  const streamed = input.streamed;
+  const bodySha256 = streamed ? "" : createHash("sha256").update(input.body).digest("hex");
+  const http: HttpDescription = { method, path: t.path, query, headers, bodyBytes: streamed ? (streamed.declaredBytes ?? -1) : input.body.length, bodySha256 };
+  if (streamed) http.bodyStreamed = true;
   const ctype = headers["content-type"] ?? "";
   const content = input.decoded ?? input.body;
-  if (content.length && content.length <= JSON_PARSE_LIMIT && /^application\/([\w.+-]*\+)?json\b/i.test(ctype)) {
+  if (!streamed && content.length && content.length <= JSON_PARSE_LIMIT && /^application\/([\w.+-]*\+)?json\b/i.test(ctype)) {
     try {
       http.json = JSON.parse(content.toString("utf8"));
     } catch {
@@ -73,6 +78,7 @@ export function describeHttp(input: HttpRequestInput): DescribedHttp {
     if (g) {
       http.git = g;
       if (g.service === "receive-pack" && g.phase === "rpc") {
+        if (streamed) throw new GatehouseError("HTTP_BODY_TOO_LARGE", "a git push is judged per ref and checked against the target's history, so it must fit in listeners.http.maxBodyBytes");
         const cmds = parseReceivePack(content);
         receivePack = cmds;
         http.git.updates = cmds.updates;
@@ -81,7 +87,7 @@ export function describeHttp(input: HttpRequestInput): DescribedHttp {
     }
   }
   // The body's hash is the operation's one parameter, so an approval covers exactly this body.
-  const op: DescribedHttp = { protocol: "http", text, parameters: [bodySha256], http, forward: t.forward };
+  const op: DescribedHttp = { protocol: "http", text, parameters: [streamed ? "streamed" : bodySha256], http, forward: t.forward };
   if (receivePack) op.receivePack = receivePack;
   return op;
 }

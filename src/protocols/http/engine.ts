@@ -16,7 +16,7 @@
 
 import { createServer, type IncomingMessage, STATUS_CODES, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import type { Duplex } from "node:stream";
+import { type Duplex, Readable } from "node:stream";
 import type { AddressInfo, Socket } from "node:net";
 import { gunzipSync, inflateSync } from "node:zlib";
 import type { AgentRegistry } from "../../agent/agent.ts";
@@ -46,6 +46,8 @@ export interface HttpListenerConfig {
   recordBodyBytes?: number;
   /** Accept plain HTTP from non-loopback clients (TLS terminated in front). */
   allowCleartext?: boolean;
+  /** Bodies beyond maxBodyBytes are streamed when allowed (else 413). Default true. */
+  streamLargeBodies?: boolean;
 }
 
 export interface HttpEngineDeps {
@@ -253,25 +255,54 @@ export class HttpListener {
     }
   }
 
-  #readBody(req: IncomingMessage): Promise<Buffer> {
+  /**
+   * The body, whole, up to maxBodyBytes. Past that, with streamLargeBodies, what was read comes
+   * back as `streamed` with the request paused: the rest is never held, only streamed on (if the
+   * verdict is allow). Without it, 413.
+   */
+  #readBody(req: IncomingMessage): Promise<{ body: Buffer; streamed: boolean }> {
     const max = this.#d.config.maxBodyBytes;
+    const stream = this.#d.config.streamLargeBodies !== false;
     const declared = Number(req.headers["content-length"] ?? 0);
-    if (declared > max) return Promise.reject(new GatehouseError("HTTP_BODY_TOO_LARGE", `${declared} bytes declared; the limit is ${max}`));
+    if (declared > max && !stream) return Promise.reject(new GatehouseError("HTTP_BODY_TOO_LARGE", `${declared} bytes declared; the limit is ${max}`));
+    if (declared > max) return Promise.resolve({ body: Buffer.alloc(0), streamed: true });
     return new Promise((resolve, reject) => {
       const parts: Buffer[] = [];
       let n = 0;
-      req.on("data", (b: Buffer) => {
+      const onData = (b: Buffer) => {
         n += b.length;
-        if (n > max) {
+        parts.push(b);
+        if (n <= max) return;
+        if (!stream) {
           req.destroy();
           reject(new GatehouseError("HTTP_BODY_TOO_LARGE", `more than ${max} bytes`));
           return;
         }
-        parts.push(b);
-      });
-      req.once("end", () => resolve(Buffer.concat(parts, n)));
+        req.pause();
+        req.off("data", onData);
+        resolve({ body: Buffer.concat(parts, n), streamed: true });
+      };
+      req.on("data", onData);
+      req.once("end", () => resolve({ body: Buffer.concat(parts, n), streamed: false }));
       req.once("error", reject);
     });
+  }
+
+  /** A streamed body: what was read, then the rest of the request as it arrives (recorded up to the limit). */
+  #rest(req: IncomingMessage, first: Buffer, rec: OpenSession["recorder"], recordLimit: number): Readable {
+    let recorded = first.length;
+    return Readable.from(
+      (async function* () {
+        if (first.length) yield first;
+        for await (const chunk of req) {
+          const b = chunk as Buffer;
+          if (rec && recorded < recordLimit) rec.client(b.length + recorded > recordLimit ? b.subarray(0, recordLimit - recorded) : b);
+          recorded += b.length;
+          yield b;
+        }
+      })(),
+      { objectMode: false },
+    );
   }
 
   /** A refusal on a socket that asked to upgrade: a plain HTTP answer, then close. */
@@ -367,17 +398,19 @@ export class HttpListener {
     const isGit = connection.http?.git === true;
     let principal: Principal;
     let body: Buffer;
+    let streamed: boolean;
     try {
       principal = await this.#principal(req);
-      body = await this.#readBody(req);
+      ({ body, streamed } = await this.#readBody(req));
     } catch (e) {
       return this.#problem(res, e, { git: isGit });
     }
     let op: DescribedHttp;
     let decoded = body;
     try {
-      decoded = decodeBody(body, req.headers["content-encoding"], this.#d.config.maxBodyBytes * 8);
-      op = describeHttp({ method: req.method ?? "GET", target, headers: req.headers, body, decoded, git: isGit });
+      const declared = Number(req.headers["content-length"]);
+      if (!streamed) decoded = decodeBody(body, req.headers["content-encoding"], this.#d.config.maxBodyBytes * 8);
+      op = describeHttp({ method: req.method ?? "GET", target, headers: req.headers, body, decoded, git: isGit, ...(streamed ? { streamed: { declaredBytes: Number.isFinite(declared) ? declared : undefined } } : {}) });
     } catch (e) {
       if (e instanceof PathRejected) return this.#problem(res, new GatehouseError("HTTP_TARGET_REJECTED", e.reason), { git: isGit });
       if (e instanceof GitProtocolError) return this.#problem(res, new GatehouseError("HTTP_GIT_MALFORMED", e.message), { git: isGit });
@@ -413,7 +446,14 @@ export class HttpListener {
     let responseBytes = 0;
     const recordLimit = this.#d.config.recordBodyBytes ?? 1 << 20;
     try {
-      const v = await this.#d.gate.judge({ id: session.id, principal, connection }, op, { signal: abort.signal, holdTimeoutMs: this.#d.config.maxHoldSeconds * 1000 });
+      const gs = { id: session.id, principal, connection };
+      // A streamed body cannot be bound to an approval: only `allow` may forward it, and what
+      // would need review is refused (audited as such) with what to do instead.
+      let decided = this.#d.gate.decide(gs, op);
+      if (streamed && decided.action === "review") {
+        decided = { action: "deny", rule: decided.rule, message: `needs review, but its body is larger than listeners.http.maxBodyBytes (${this.#d.config.maxBodyBytes}), so it cannot be bound to an approval; send a smaller body` };
+      }
+      const v = await this.#d.gate.judge(gs, op, { signal: abort.signal, holdTimeoutMs: this.#d.config.maxHoldSeconds * 1000 }, decided);
       rec?.event(verdictEvent(0, op, v));
       if (!v.forward) {
         if (push) {
@@ -431,7 +471,7 @@ export class HttpListener {
       }
       let upstream: HttpForwardResponse;
       try {
-        upstream = await agent.httpRequest!(connection, { method: op.http.method, target: op.forward.replace(/^\/+/, "/"), headers: req.headers as Record<string, string | string[]>, body, signal: abort.signal });
+        upstream = await agent.httpRequest!(connection, { method: op.http.method, target: op.forward.replace(/^\/+/, "/"), headers: req.headers as Record<string, string | string[]>, body: streamed ? this.#rest(req, body, rec, recordLimit) : body, signal: abort.signal });
       } catch (e) {
         status = 502;
         return this.#problem(res, e, { git: isGit });
