@@ -6,7 +6,6 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -14,20 +13,12 @@ import { promisify } from "node:util";
 import pg from "pg";
 import type { ConfigInput } from "../src/config/schema.ts";
 import { openStore, type Store } from "../src/store/store.ts";
-import { waitFor } from "./helpers/clients.ts";
+import { freePort, waitFor } from "./helpers/clients.ts";
 import { DEFAULT_POLICIES, GROUPS } from "./helpers/gateway.ts";
 import { startTestIdp, type TestIdp } from "./helpers/idp.ts";
 import { createTempDatabase, PG_ADMIN_USER, PG_HOST, PG_PORT, type TempDatabase } from "./helpers/pg.ts";
 
 const exec = promisify(execFile);
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 let idp: TestIdp;
 let db: TempDatabase;

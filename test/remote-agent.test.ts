@@ -9,14 +9,13 @@ import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import pg from "pg";
 import type { ConfigInput } from "../src/config/schema.ts";
-import { runProcess, sendCancelRequest, waitFor } from "./helpers/clients.ts";
+import { freePort, runProcess, sendCancelRequest, waitFor } from "./helpers/clients.ts";
 import { DEFAULT_POLICIES, GROUPS } from "./helpers/gateway.ts";
 import { startTestIdp, type TestIdp } from "./helpers/idp.ts";
 import { type PrivatePostgres, privatePostgresUnavailable, startPrivatePostgres } from "./helpers/private-pg.ts";
@@ -25,14 +24,6 @@ const exec = promisify(execFile);
 const BIN = resolve("bin/gatehouse.js");
 const PASSWORD = `edge-${randomBytes(12).toString("hex")}`;
 const unavailable = privatePostgresUnavailable();
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 interface Proc {
   child: ChildProcess;

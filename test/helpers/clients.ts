@@ -5,13 +5,22 @@
 // Why here: several test files drive the same real clients; none of this may mock the gateway.
 
 import { spawn } from "node:child_process";
-import { connect as netConnect, type Socket } from "node:net";
+import { createServer, connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import pg from "pg";
 import { serialize } from "pg-protocol";
 import type { Review } from "../../src/domain/review.ts";
 import type { TestGateway } from "./gateway.ts";
 import { adminClient } from "./pg.ts";
+
+/** A TCP port free on 127.0.0.1 right now (for servers that must be given a fixed port, e.g. a restarted process). */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
 
 /** application_name of the tests' own direct connections, so they are not counted as target sessions. */
 export const DIRECT_APP = "gh-test-direct";
