@@ -27,9 +27,16 @@ let configFile: string;
 let apiPort: number;
 let pgPort: number;
 let child: ChildProcess | undefined;
+/**
+ * Settles when the process exits. Taken at spawn: an "exit" listener added after the fact would
+ * never fire if the process is already gone (a kill -9 finishes while the workers wind down).
+ */
+const exits = new WeakMap<ChildProcess, Promise<unknown>>();
+const exited = (p: ChildProcess) => exits.get(p)!;
 
 async function startGatewayProcess(): Promise<ChildProcess> {
   const p = spawn(process.execPath, ["bin/gatehouse.js", "gateway", "--config", configFile], { stdio: ["ignore", "pipe", "pipe"] });
+  exits.set(p, new Promise((r) => p.once("exit", r)));
   let out = "";
   p.stdout!.on("data", (b) => (out += b));
   p.stderr!.on("data", (b) => (out += b));
@@ -74,7 +81,7 @@ test("kill -9 under load: acknowledged audit events survive, the chain verifies,
   // 8 workers, each opening a new session every 15 statements: a steady load of sessions.
   const workers = Array.from({ length: 8 }, async (_, w) => {
     for (let s = 0; !stop; s++) {
-      const c = new pg.Client({ host: "127.0.0.1", port: pgPort, database: "pg-crash", user: "agent", password: token, ssl: false });
+      const c = new pg.Client({ host: "127.0.0.1", port: pgPort, database: "pg-crash", user: "agent", password: token, ssl: false, connectionTimeoutMillis: 10_000, query_timeout: 15_000 });
       c.on("error", () => {});
       try {
         await c.connect();
@@ -94,7 +101,7 @@ test("kill -9 under load: acknowledged audit events survive, the chain verifies,
   child.kill("SIGKILL");
   stop = true;
   await Promise.all(workers);
-  await new Promise((r) => child!.once("exit", r));
+  await exited(child);
   assert.ok(acknowledged.size >= 300);
 
   child = await startGatewayProcess();
@@ -114,7 +121,7 @@ test("kill -9 under load: acknowledged audit events survive, the chain verifies,
     const auditor = await idp.token({ clientId: "human-auditor", groups: [GROUPS.dba], claims: { idtyp: "user", scp: "access_as_user", name: "Ada Auditor" } });
     let readable = 0;
     for (const s of interrupted) {
-      const res = await fetch(`http://127.0.0.1:${apiPort}/api/v1/sessions/${s.id}/replay`, { headers: { authorization: `Bearer ${auditor}` } });
+      const res = await fetch(`http://127.0.0.1:${apiPort}/api/v1/sessions/${s.id}/replay`, { headers: { authorization: `Bearer ${auditor}` }, signal: AbortSignal.timeout(30_000) });
       assert.equal(res.status, 200);
       const items = (await res.text()).trim().split("\n").map((l) => JSON.parse(l) as { type?: string; error?: unknown; statements?: Array<{ text?: string }> });
       assert.ok(!items.some((i) => i.error), "no damaged chunk");
@@ -133,11 +140,11 @@ test("kill -9 under load: acknowledged audit events survive, the chain verifies,
   assert.match(verify.stdout, /intact/);
 
   // The restarted gateway serves again.
-  const c = new pg.Client({ host: "127.0.0.1", port: pgPort, database: "pg-crash", user: "agent", password: token, ssl: false });
+  const c = new pg.Client({ host: "127.0.0.1", port: pgPort, database: "pg-crash", user: "agent", password: token, ssl: false, connectionTimeoutMillis: 10_000 });
   await c.connect();
   assert.equal((await c.query("SELECT 'after' AS x")).rows[0].x, "after");
   await c.end();
   child.kill("SIGTERM");
-  await new Promise((r) => child!.once("exit", r));
+  await exited(child);
   child = undefined;
 });
