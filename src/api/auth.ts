@@ -11,12 +11,17 @@ export interface Verifier {
   verify(token: string): Promise<Principal>;
 }
 
+/** The credential of an `Authorization: Bearer <credential>` header, or undefined. */
+export function bearerFrom(header: string | undefined): string | undefined {
+  return header ? /^Bearer[ ]+(\S+)\s*$/i.exec(header)?.[1] : undefined;
+}
+
 export function bearerToken(req: FastifyRequest): string {
   const h = req.headers.authorization;
   if (!h) throw new GatehouseError("AUTH_TOKEN_MISSING");
-  const m = /^Bearer[ ]+(\S+)\s*$/i.exec(h);
-  if (!m) throw new GatehouseError("AUTH_TOKEN_MISSING", "the Authorization header must be `Bearer <token>`");
-  return m[1]!;
+  const token = bearerFrom(h);
+  if (!token) throw new GatehouseError("AUTH_TOKEN_MISSING", "the Authorization header must be `Bearer <token>`");
+  return token;
 }
 
 export async function authenticate(req: FastifyRequest, verifier: Verifier, audit: AuditLog, metrics: GatewayMetrics): Promise<Principal> {

@@ -3,12 +3,28 @@
 
 import { randomUUID } from "node:crypto";
 import { GatehouseError } from "../domain/errors.ts";
+import type { AgentRegistry } from "../agent/agent.ts";
+import type { Verifier } from "../api/auth.ts";
 import type { AuditLog } from "../audit/log.ts";
+import type { Logger } from "../observability/logger.ts";
+import type { Gate } from "./gate.ts";
 import type { Connection } from "../domain/connection.ts";
 import type { Principal } from "../domain/principal.ts";
 import type { GatewayMetrics } from "../observability/metrics.ts";
 import type { RecordingService, SessionRecorder } from "../recording/recorder.ts";
 import type { Store } from "../store/store.ts";
+
+/** What every protocol engine gets from the composition root: the one gate and its collaborators. */
+export interface EngineDeps {
+  connections: Map<string, Connection>;
+  verifier: Verifier;
+  gate: Gate;
+  agents: AgentRegistry;
+  sessions: SessionLog;
+  audit: AuditLog;
+  metrics: GatewayMetrics;
+  logger: Logger;
+}
 
 export interface OpenSession {
   id: string;

@@ -10,7 +10,7 @@ import type { Duplex } from "node:stream";
 import { randomUUID } from "node:crypto";
 import { WebSocketServer } from "ws";
 import type { AgentRegistry } from "../agent/agent.ts";
-import type { Verifier } from "../api/auth.ts";
+import { bearerFrom, type Verifier } from "../api/auth.ts";
 import type { AuditLog } from "../audit/log.ts";
 import type { Connection } from "../domain/connection.ts";
 import { ERRORS, GatehouseError } from "../domain/errors.ts";
@@ -91,13 +91,13 @@ export class TunnelServer {
   }
 
   async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const m = /^Bearer[ ]+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
-    const { name, expiresAt } = m ? await this.#authenticate(m[1]!) : { name: undefined, expiresAt: undefined };
+    const bearer = bearerFrom(req.headers.authorization);
+    const { name, expiresAt } = bearer ? await this.#authenticate(bearer) : { name: undefined, expiresAt: undefined };
     const address = req.socket.remoteAddress ?? null;
     if (!name || this.#closing) {
       this.#d.metrics.authFailures.inc({ surface: "tunnel", code: ERRORS.AGENT_AUTH_FAILED.code });
-      this.#d.audit.append({ type: "agent.auth_failed", data: { address, reason: m ? "unknown or revoked secret" : "no bearer secret" } }).catch(() => {});
-      return rejectUpgrade(socket, 401, ERRORS.AGENT_AUTH_FAILED, m ? "unknown or revoked agent secret, or a token that is not an agent's" : "send the agent secret as `Authorization: Bearer gha_…`");
+      this.#d.audit.append({ type: "agent.auth_failed", data: { address, reason: bearer ? "unknown or revoked secret" : "no bearer secret" } }).catch(() => {});
+      return rejectUpgrade(socket, 401, ERRORS.AGENT_AUTH_FAILED, bearer ? "unknown or revoked agent secret, or a token that is not an agent's" : "send the agent secret as `Authorization: Bearer gha_…`");
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       let link: TunnelLink | undefined;

@@ -21,17 +21,14 @@ import type { AddressInfo, Socket } from "node:net";
 import { gunzipSync, inflateSync } from "node:zlib";
 import type { AgentRegistry } from "../../agent/agent.ts";
 import type { HttpForwardResponse } from "../../agent/http.ts";
-import type { Verifier } from "../../api/auth.ts";
+import { bearerFrom } from "../../api/auth.ts";
 import { problemFromError } from "../../api/problem.ts";
-import type { AuditLog } from "../../audit/log.ts";
 import type { Connection } from "../../domain/connection.ts";
 import { GatehouseError } from "../../domain/errors.ts";
 import type { GitRefUpdate } from "../../domain/operation.ts";
 import type { Principal } from "../../domain/principal.ts";
-import { type Gate, verdictEvent } from "../../gate/gate.ts";
-import type { OpenSession, SessionLog } from "../../gate/sessions.ts";
-import type { Logger } from "../../observability/logger.ts";
-import type { GatewayMetrics } from "../../observability/metrics.ts";
+import { verdictEvent } from "../../gate/gate.ts";
+import type { EngineDeps, OpenSession } from "../../gate/sessions.ts";
 import { isLoopback } from "../loopback.ts";
 import { type DescribedHttp, describeHttp } from "./classify.ts";
 import { GitProtocolError } from "./git.ts";
@@ -50,18 +47,10 @@ export interface HttpListenerConfig {
   streamLargeBodies?: boolean;
 }
 
-export interface HttpEngineDeps {
+export interface HttpEngineDeps extends EngineDeps {
   config: HttpListenerConfig;
   /** Resolved PEM certificate and key: serve HTTPS. */
   tls?: { cert: string; key: string } | undefined;
-  connections: Map<string, Connection>;
-  verifier: Verifier;
-  gate: Gate;
-  agents: AgentRegistry;
-  sessions: SessionLog;
-  audit: AuditLog;
-  metrics: GatewayMetrics;
-  logger: Logger;
 }
 
 
@@ -189,9 +178,8 @@ export class HttpListener {
     this.#closing.add(p);
   }
 
-  #problem(res: ServerResponse, e: unknown, opts: { git?: boolean; status?: number } = {}): void {
+  #problem(res: ServerResponse, e: unknown, opts: { git?: boolean } = {}): void {
     const p = problemFromError(e);
-    if (opts.status) p.status = opts.status;
     if (res.headersSent) {
       res.destroy();
       return;
@@ -234,10 +222,8 @@ export class HttpListener {
   async #principal(req: IncomingMessage): Promise<Principal> {
     this.#checkTransport(req);
     const h = req.headers.authorization ?? "";
-    let token: string | undefined;
-    const bearer = /^Bearer[ ]+(\S+)\s*$/i.exec(h);
-    if (bearer) token = bearer[1];
-    else {
+    let token = bearerFrom(h);
+    if (!token) {
       const basic = /^Basic[ ]+(\S+)\s*$/i.exec(h);
       if (basic) {
         const decoded = Buffer.from(basic[1]!, "base64").toString("utf8");

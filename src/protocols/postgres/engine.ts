@@ -12,19 +12,14 @@
 
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { TLSSocket, type SecureContext } from "node:tls";
-import type { AgentRegistry } from "../../agent/agent.ts";
 import type { PostgresTargetSession } from "../../agent/postgres.ts";
-import type { Verifier } from "../../api/auth.ts";
-import type { AuditLog } from "../../audit/log.ts";
 import type { Connection } from "../../domain/connection.ts";
 import type { Decision } from "../../domain/decision.ts";
 import { GatehouseError } from "../../domain/errors.ts";
 import type { Operation, SqlStatement } from "../../domain/operation.ts";
 import type { Principal } from "../../domain/principal.ts";
-import { type Gate, type GateSession, type Verdict, verdictEvent } from "../../gate/gate.ts";
-import type { OpenSession, SessionLog } from "../../gate/sessions.ts";
-import type { Logger } from "../../observability/logger.ts";
-import type { GatewayMetrics } from "../../observability/metrics.ts";
+import { type GateSession, type Verdict, verdictEvent } from "../../gate/gate.ts";
+import type { EngineDeps, OpenSession } from "../../gate/sessions.ts";
 import type { SessionRecorder } from "../../recording/recorder.ts";
 import { commitInSession, describeInSession, PreparedStatementRegistry, type SessionDescription } from "./classify/index.ts";
 import { backend, type BindMessage, bindParamFormat, FrontendDecoder, type FrontendMessage, frontendWriter, isProtocolError, parsePassword, type StartupMessage } from "./codec/index.ts";
@@ -40,17 +35,9 @@ export interface PostgresListenerConfig {
   maxSessions?: number;
 }
 
-export interface PostgresEngineDeps {
+export interface PostgresEngineDeps extends EngineDeps {
   config: PostgresListenerConfig;
   secureContext: SecureContext | undefined;
-  connections: Map<string, Connection>;
-  verifier: Verifier;
-  gate: Gate;
-  agents: AgentRegistry;
-  sessions: SessionLog;
-  audit: AuditLog;
-  metrics: GatewayMetrics;
-  logger: Logger;
   /** Login must finish within this time. */
   loginTimeoutMs?: number;
 }
