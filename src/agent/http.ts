@@ -1,16 +1,16 @@
 // The agent side of an HTTP connection: send the judged request to the target with the
-// connection's own credential injected (the caller's never reaches it), over a keep-alive agent
-// per connection (node:http: measured faster than an undici pool for small requests here), and
+// connection's own credential injected (the caller's never reaches it), over keep-alive sockets
+// per connection (h1-client.ts: the gateway's own HTTP/1.1 client, measured in bench/http), and
 // hand back the response to stream to the caller.
 //
 // Never: pass the caller's Authorization/Cookie or hop-by-hop headers on, or put a credential in
 // an error message.
 
-import { connect as netConnect } from "node:net";
+import { isIP, connect as netConnect } from "node:net";
 import type { Duplex, Readable } from "node:stream";
 import { connect as tlsConnect } from "node:tls";
-import { Agent as HttpAgent, request as httpRequest } from "node:http";
-import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { headerLines } from "../protocols/http/h1.ts";
+import { H1Pool, type UpstreamTarget } from "./h1-client.ts";
 import type { HttpTarget } from "../domain/connection.ts";
 import { GatehouseError } from "../domain/errors.ts";
 import type { SecretResolver } from "./secrets.ts";
@@ -22,6 +22,8 @@ export interface HttpForwardRequest {
   headers: Record<string, string | string[]>;
   /** The whole body, or a stream of it (bodies larger than the gate reads; Content-Length as declared). */
   body: Buffer | Readable;
+  /** A streamed body's length, when known (else taken from Content-Length, else sent chunked). */
+  length?: number | undefined;
   /** Aborted when the caller goes away. */
   signal?: AbortSignal;
 }
@@ -29,7 +31,10 @@ export interface HttpForwardRequest {
 export interface HttpForwardResponse {
   status: number;
   headers: Record<string, string | string[]>;
-  body: Readable;
+  /** The whole body, or a stream of it. */
+  body: Buffer | Readable;
+  /** The body's length when known. */
+  length?: number | undefined;
 }
 
 /** RFC 9110 §7.6.1 connection-specific fields, plus credentials the caller sent. */
@@ -54,15 +59,34 @@ export function endToEnd(headers: Record<string, string | string[] | undefined>,
   return out;
 }
 
+/** Resolved credentials are kept this long (a rotated file or variable is picked up after it). */
+const CREDENTIAL_TTL_MS = 5_000;
+
+/** A header value carries bytes: non-Latin-1 text goes as its UTF-8 bytes. */
+function latin1(v: string): string {
+  return /^[\x20-\xff]*$/.test(v) ? v : Buffer.from(v, "utf8").toString("latin1");
+}
+
 export class HttpForwarder {
-  readonly #agents = new Map<string, HttpAgent>();
+  readonly #pool = new H1Pool();
+  readonly #targets = new Map<string, { url: string; caRef: string | undefined; timeout: number; basePath: string; upstream: UpstreamTarget }>();
+  readonly #secretCache = new Map<string, { value: string; at: number }>();
   constructor(private readonly secrets: SecretResolver) {}
+
+  async #secret(ref: string): Promise<string> {
+    const c = this.#secretCache.get(ref);
+    const now = Date.now();
+    if (c && now - c.at < CREDENTIAL_TTL_MS) return c.value;
+    const value = latin1(await this.secrets.resolve(ref));
+    this.#secretCache.set(ref, { value, at: now });
+    return value;
+  }
 
   async #credential(t: HttpTarget, headers: Record<string, string | string[]>): Promise<void> {
     if (!t.auth) return;
-    const secret = await this.secrets.resolve(t.auth.secret);
+    const secret = await this.#secret(t.auth.secret);
     if (t.auth.type === "bearer") headers.authorization = `Bearer ${secret}`;
-    else if (t.auth.type === "basic") headers.authorization = `Basic ${Buffer.from(`${t.auth.username ?? ""}:${secret}`).toString("base64")}`;
+    else if (t.auth.type === "basic") headers.authorization = `Basic ${Buffer.concat([Buffer.from(`${t.auth.username ?? ""}:`), Buffer.from(secret, "latin1")]).toString("base64")}`;
     else headers[t.auth.header!.toLowerCase()] = secret;
   }
 
@@ -72,19 +96,22 @@ export class HttpForwarder {
    * `101 Switching Protocols` included).
    */
   async upgrade(name: string, t: HttpTarget, req: { target: string; headers: Record<string, string | string[] | undefined> }): Promise<Duplex> {
-    const base = new URL(t.url);
-    const path = `${base.pathname.replace(/\/$/, "")}${req.target}`;
+    const target = await this.#target(name, t);
     const headers = endToEnd(req.headers, CALLER_CREDENTIALS);
     await this.#credential(t, headers);
     const upgrade = req.headers.upgrade;
     if (typeof upgrade !== "string") throw new GatehouseError("HTTP_TARGET_REJECTED", "an upgrade request without an Upgrade header");
-    const secure = base.protocol === "https:";
-    const port = Number(base.port || (secure ? 443 : 80));
-    const ca = t.ca ? await this.secrets.resolve(t.ca) : undefined;
+    const u = target.upstream;
+    let head: string;
+    try {
+      head = `GET ${target.basePath}${req.target} HTTP/1.1\r\nhost: ${u.authority}\r\nconnection: Upgrade\r\n${headerLines({ upgrade, ...headers })}\r\n`;
+    } catch (e) {
+      throw new GatehouseError("HTTP_TARGET_REJECTED", (e as Error).message);
+    }
     const socket: Duplex = await new Promise((resolve, reject) => {
-      const s = secure ? tlsConnect({ host: base.hostname, port, servername: base.hostname, ...(ca ? { ca } : {}) }) : netConnect({ host: base.hostname, port });
+      const s = u.tls ? tlsConnect({ host: u.host, port: u.port, ...u.tls }) : netConnect({ host: u.host, port: u.port });
       const timer = setTimeout(() => s.destroy(new Error(`connecting timed out after ${t.timeout} s`)), t.timeout * 1000);
-      s.once(secure ? "secureConnect" : "connect", () => {
+      s.once(u.tls ? "secureConnect" : "connect", () => {
         clearTimeout(timer);
         s.removeAllListeners("error");
         resolve(s);
@@ -94,57 +121,50 @@ export class HttpForwarder {
         reject(new GatehouseError("HTTP_TARGET_UNAVAILABLE", `${name}: ${e.message}`));
       });
     });
-    const lines = [`GET ${path} HTTP/1.1`, `host: ${base.host}`, "connection: Upgrade", `upgrade: ${upgrade}`];
-    for (const [k, v] of Object.entries(headers)) for (const x of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${x}`);
-    socket.write(`${lines.join("\r\n")}\r\n\r\n`);
+    socket.write(Buffer.from(head, "latin1"));
     return socket;
   }
 
   async forward(name: string, t: HttpTarget, req: HttpForwardRequest): Promise<HttpForwardResponse> {
-    const base = new URL(t.url);
-    const url = new URL(`${base.pathname.replace(/\/$/, "")}${req.target}`, base);
+    const target = await this.#target(name, t);
     const headers = endToEnd(req.headers, CALLER_CREDENTIALS);
     headers.via = "1.1 gatehouse";
     await this.#credential(t, headers);
-    const ca = t.ca ? await this.secrets.resolve(t.ca) : undefined;
     const declared = req.headers["content-length"];
-    if (Buffer.isBuffer(req.body)) {
-      if (req.body.length || !["GET", "HEAD"].includes(req.method)) headers["content-length"] = String(req.body.length);
-    } else if (typeof declared === "string" && /^\d+$/.test(declared)) headers["content-length"] = declared;
-    const secure = url.protocol === "https:";
-    const agent = this.#agent(name, secure, ca);
-    return new Promise<HttpForwardResponse>((resolve, reject) => {
-      const fail = (e: Error & { code?: string }) => reject(new GatehouseError("HTTP_TARGET_UNAVAILABLE", `${name}: ${e.code ?? ""} ${e.message}`.trim()));
-      const r = (secure ? httpsRequest : httpRequest)(url, { method: req.method, headers, agent, ...(req.signal ? { signal: req.signal } : {}) }, (res) => {
-        clearTimeout(timer);
-        resolve({ status: res.statusCode ?? 502, headers: endToEnd(res.headers), body: res });
-      });
-      // Time allowed for the response headers (http.timeout); the body may take as long as it takes.
-      const timer = setTimeout(() => r.destroy(Object.assign(new Error(`no response headers within ${t.timeout} s`), { code: "ETIMEDOUT" })), t.timeout * 1000);
-      r.once("error", (e) => {
-        clearTimeout(timer);
-        fail(e);
-      });
-      if (Buffer.isBuffer(req.body)) r.end(req.body.length ? req.body : undefined);
-      else {
-        req.body.once("error", (e) => r.destroy(e));
-        req.body.pipe(r);
-      }
-    });
+    const length = Buffer.isBuffer(req.body) ? undefined : (req.length ?? (typeof declared === "string" && /^\d+$/.test(declared) ? Number(declared) : undefined));
+    try {
+      const res = await this.#pool.request(target.upstream, { method: req.method, path: `${target.basePath}${req.target}`, headers, body: req.body, length, signal: req.signal, headersTimeoutMs: t.timeout * 1000 });
+      const out = endToEnd(res.headers);
+      // A HEAD or 304 response has no body, but its Content-Length still describes the resource.
+      const cl = res.headers["content-length"];
+      if ((req.method === "HEAD" || res.status === 304) && typeof cl === "string") out["content-length"] = cl;
+      return { status: res.status, headers: out, body: res.body, length: res.length };
+    } catch (e) {
+      const err = e as Error & { code?: string };
+      throw new GatehouseError("HTTP_TARGET_UNAVAILABLE", `${name}: ${err.code ?? ""} ${err.message}`.trim());
+    }
   }
 
-  /** A keep-alive agent per connection (node:http: the lightest client path for small requests). */
-  #agent(name: string, secure: boolean, ca: string | undefined): HttpAgent {
-    let a = this.#agents.get(name);
-    if (!a) {
-      a = secure ? new HttpsAgent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, ...(ca ? { ca } : {}) }) : new HttpAgent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
-      this.#agents.set(name, a);
-    }
-    return a;
+  /** Where a connection's target is, parsed once per URL (and its CA resolved once). */
+  async #target(name: string, t: HttpTarget): Promise<{ upstream: UpstreamTarget; basePath: string }> {
+    const cached = this.#targets.get(name);
+    if (cached && cached.url === t.url && cached.caRef === t.ca && cached.timeout === t.timeout) return cached;
+    const base = new URL(t.url);
+    const secure = base.protocol === "https:";
+    const ca = t.ca ? await this.secrets.resolve(t.ca) : undefined;
+    const host = base.hostname.replace(/^\[|\]$/g, "");
+    const entry = {
+      url: t.url,
+      caRef: t.ca,
+      timeout: t.timeout,
+      basePath: base.pathname.replace(/\/$/, ""),
+      upstream: { key: `${name}\u0000${t.url}`, host, port: Number(base.port || (secure ? 443 : 80)), authority: base.host, tls: secure ? { ...(isIP(host) ? {} : { servername: host }), ...(ca ? { ca } : {}) } : undefined, connectTimeoutMs: t.timeout * 1000 },
+    };
+    this.#targets.set(name, entry);
+    return entry;
   }
 
   async close(): Promise<void> {
-    for (const a of this.#agents.values()) a.destroy();
-    this.#agents.clear();
+    this.#pool.close();
   }
 }

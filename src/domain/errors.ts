@@ -67,6 +67,7 @@ export const ERRORS = {
   HTTP_BODY_TOO_LARGE: def("GH-HTTP-003", 413, "XX000", "The request body is larger than the gateway accepts", "Bodies are read whole to be judged and bound to approvals; keep them under listeners.http.maxBodyBytes or ask an operator to raise it."),
   HTTP_GIT_MALFORMED: def("GH-HTTP-004", 400, "XX000", "The git request could not be read", "Use a standard git client over smart HTTP; the push's ref-update commands were malformed."),
   HTTP_TLS_REQUIRED: def("GH-HTTP-006", 403, "28000", "The HTTP gate accepts tokens only over TLS", "Use https:// (the gateway's listeners.http.tls), or, behind a TLS-terminating proxy, set listeners.http.allowCleartext."),
+  HTTP_MALFORMED: def("GH-HTTP-007", 400, "XX000", "The HTTP request is malformed", "Send a well-formed HTTP/1.1 request: CRLF line ends, no folded or duplicate Host/Content-Length fields, Content-Length or `Transfer-Encoding: chunked` but not both. The detail names what was wrong; the status may also be 405, 413, 417, 431, 501 or 505."),
   HTTP_TARGET_UNAVAILABLE: def("GH-HTTP-005", 502, "08006", "The HTTP target did not answer", "The connection's target is down, unreachable from the agent, or too slow (http.timeout); an operator should check the agent's log."),
   // agents
   AGENT_UNAVAILABLE: def("GH-AGENT-001", 503, "08006", "The agent serving this connection is not available", "Start (or reconnect) the agent named in the message; `gatehouse agents list` shows which agents are connected."),

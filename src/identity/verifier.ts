@@ -5,7 +5,7 @@
 // Must never: accept `alg: none` or HMAC, trust an issuer or audience not in config, trust the
 // development issuer while it is disabled, or put the token in an error message or log.
 
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { type CryptoKey, type JWSHeaderParameters, type JWTVerifyResult, jwtVerify } from "jose";
 import type { IdentityConfig } from "../config/schema.ts";
 import { ERRORS, GatehouseError } from "../domain/errors.ts";
@@ -52,7 +52,7 @@ export class TokenVerifier {
 
   async verify(token: string): Promise<Principal> {
     const now = this.now();
-    const key = createHash("sha256").update(token).digest("base64");
+    const key = hash("sha256", token, "base64");
     const hit = this.verified.get(key);
     if (hit) {
       if (now < hit.until) return hit.principal;

@@ -4,11 +4,21 @@
 
 type Labels = Record<string, string>;
 
+const NEEDS_ESCAPE = /[\\"\n]/;
+
+function labelValue(v: unknown): string {
+  const s = String(v);
+  return NEEDS_ESCAPE.test(s) ? s.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n") : s;
+}
+
+/** The series key of a label set: names sorted, values escaped as the exposition format wants. */
 function labelKey(labels: Labels): string {
   const keys = Object.keys(labels);
   if (keys.length === 0) return "";
-  keys.sort();
-  return keys.map((k) => `${k}="${String(labels[k]).replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`).join(",");
+  if (keys.length > 1) keys.sort();
+  let out = "";
+  for (const k of keys) out += `${out ? "," : ""}${k}="${labelValue(labels[k])}"`;
+  return out;
 }
 
 abstract class Metric {

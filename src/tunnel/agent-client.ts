@@ -268,16 +268,21 @@ export class AgentClient {
     const stream = this.#adopt(mux, f, true);
     if (!stream) return;
     const target = httpTargetSchema.safeParse(f.body.target);
-    const r = f.body.request as { method?: string; target?: string; headers?: Record<string, string | string[]> } | undefined;
+    const r = f.body.request as { method?: string; target?: string; headers?: Record<string, string | string[]>; length?: number } | undefined;
     if (!target.success || !r?.method || typeof r.target !== "string") return this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: `the gateway sent no usable HTTP target for ${String(f.body.connection)}` });
     try {
       // The request body streams from the gateway to the target (never held whole here).
-      const res = await this.#http.forward(String(f.body.connection), target.data as HttpTarget, { method: r.method, target: r.target, headers: r.headers ?? {}, body: stream });
+      const length = typeof r.length === "number" && Number.isSafeInteger(r.length) && r.length >= 0 ? r.length : undefined;
+      const res = await this.#http.forward(String(f.body.connection), target.data as HttpTarget, { method: r.method, target: r.target, headers: r.headers ?? {}, body: stream, length });
       this.#served++;
-      mux.control("OPENED", { status: res.status, headers: res.headers }, f.stream);
-      res.body.on("error", () => stream.destroy());
-      res.body.pipe(stream);
-      stream.once("close", () => res.body.destroy());
+      mux.control("OPENED", { status: res.status, headers: res.headers, ...(res.length !== undefined ? { length: res.length } : {}) }, f.stream);
+      const body = res.body;
+      if (Buffer.isBuffer(body)) stream.end(body);
+      else {
+        body.on("error", () => stream.destroy());
+        body.pipe(stream);
+        stream.once("close", () => body.destroy());
+      }
     } catch (e) {
       this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: (e as Error).message });
     }

@@ -124,9 +124,10 @@ export class RemoteAgent implements Agent {
   }
 
   async httpRequest(connection: Connection, req: HttpForwardRequest): Promise<HttpForwardResponse> {
-    const { result, stream } = await this.#pick().exchange({ connection: connection.name, protocol: "http", target: connection.http ?? null, request: { method: req.method, target: req.target, headers: req.headers } }, req.body, this.name, `${req.method} for ${connection.name}`);
+    const { result, stream } = await this.#pick().exchange({ connection: connection.name, protocol: "http", target: connection.http ?? null, request: { method: req.method, target: req.target, headers: req.headers, ...(Buffer.isBuffer(req.body) ? { length: req.body.length } : req.length !== undefined ? { length: req.length } : {}) } }, req.body, this.name, `${req.method} for ${connection.name}`);
     req.signal?.addEventListener("abort", () => stream.destroy(), { once: true });
-    return { status: Number(result.status), headers: (result.headers ?? {}) as Record<string, string | string[]>, body: stream };
+    const length = typeof result.length === "number" && Number.isSafeInteger(result.length) && result.length >= 0 ? result.length : undefined;
+    return { status: Number(result.status), headers: (result.headers ?? {}) as Record<string, string | string[]>, body: stream, length };
   }
 
   async httpUpgrade(connection: Connection, req: { target: string; headers: Record<string, string | string[] | undefined> }): Promise<Duplex> {

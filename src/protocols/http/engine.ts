@@ -14,10 +14,10 @@
 // Never: forward a request before its verdict, forward any path but the judged one, or pass the
 // caller's credentials to the target.
 
-import { createServer, type IncomingMessage, STATUS_CODES, type Server, type ServerResponse } from "node:http";
-import { createServer as createHttpsServer } from "node:https";
+import { STATUS_CODES } from "node:http";
+import { type AddressInfo, createServer as createNetServer, type Server, type Socket } from "node:net";
 import { type Duplex, Readable } from "node:stream";
-import type { AddressInfo, Socket } from "node:net";
+import { createServer as createTlsServer } from "node:tls";
 import { gunzipSync, inflateSync } from "node:zlib";
 import type { AgentRegistry } from "../../agent/agent.ts";
 import type { HttpForwardResponse } from "../../agent/http.ts";
@@ -33,6 +33,7 @@ import { isLoopback } from "../loopback.ts";
 import { type DescribedHttp, describeHttp } from "./classify.ts";
 import { GitProtocolError } from "./git.ts";
 import { normalizeTarget, PathRejected } from "./normalize.ts";
+import { H1Connection, type H1Request, type H1Response } from "./server.ts";
 
 export interface HttpListenerConfig {
   host: string;
@@ -80,8 +81,19 @@ function decodeBody(body: Buffer, encoding: string | undefined, maxOutput: numbe
   throw new GatehouseError("HTTP_TARGET_REJECTED", `Content-Encoding ${enc} is not supported (identity, gzip or deflate)`);
 }
 
-function headText(req: IncomingMessage): Buffer {
-  const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
+const EMPTY = Buffer.alloc(0);
+
+function responseHead(status: number, headers: Record<string, string | string[]>): Buffer {
+  let out = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\n`;
+  for (const k in headers) {
+    const v = headers[k]!;
+    out += `${k}: ${Array.isArray(v) ? v.join(", ") : v}\r\n`;
+  }
+  return Buffer.from(`${out}\r\n`, "latin1");
+}
+
+function headText(req: H1Request): Buffer {
+  const lines = [`${req.method} ${req.target} HTTP/1.${req.minor}`];
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
     const name = req.rawHeaders[i]!;
     const credential = /^(authorization|proxy-authorization|cookie)$/i.test(name);
@@ -94,8 +106,9 @@ export class HttpListener {
   readonly #d: HttpEngineDeps;
   #server: Server | undefined;
   readonly #byHost = new Map<string, Connection>();
-  /** The session of each client socket (keep-alive: many requests), for one principal and connection. */
-  readonly #socketSessions = new WeakMap<Socket, { key: string; session: Promise<OpenSession> }>();
+  /** The session of each client connection (keep-alive: many requests), for one principal and connection. */
+  readonly #connSessions = new WeakMap<H1Connection, { key: string; session: Promise<OpenSession> }>();
+  readonly #conns = new Set<H1Connection>();
   readonly #closing = new Set<Promise<void>>();
 
   constructor(deps: HttpEngineDeps) {
@@ -104,25 +117,30 @@ export class HttpListener {
   }
 
   async listen(): Promise<AddressInfo> {
-    const options = { requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 30_000 };
-    const onRequest = (req: IncomingMessage, res: ServerResponse) => {
-      this.#handle(req, res).catch((e) => {
-        this.#d.logger.error({ err: (e as Error).stack }, "http request failed");
-        if (!res.headersSent) this.#problem(res, new GatehouseError("POLICY_EVALUATION_FAILED", "internal error in the gateway"));
-        else res.destroy();
-      });
+    const handlers = {
+      request: (req: H1Request, res: H1Response) => {
+        this.#handle(req, res).catch((e) => {
+          this.#d.logger.error({ err: (e as Error).stack }, "http request failed");
+          if (!res.headersSent) this.#problem(res, new GatehouseError("POLICY_EVALUATION_FAILED", "internal error in the gateway"));
+          else res.destroy();
+        });
+      },
+      upgrade: (req: H1Request, socket: Socket, head: Buffer) => {
+        this.#upgrade(req, socket, head).catch((e) => {
+          this.#d.logger.error({ err: (e as Error).stack }, "http upgrade failed");
+          socket.destroy();
+        });
+      },
+      rejected: (conn: H1Connection, e: Error) => this.#d.logger.info({ client: conn.socket.remoteAddress, err: e.message }, "malformed HTTP request refused"),
     };
-    const server: Server = this.#d.tls ? (createHttpsServer({ ...options, cert: this.#d.tls.cert, key: this.#d.tls.key, minVersion: "TLSv1.2" }, onRequest) as unknown as Server) : createServer(options, onRequest);
-    server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      socket.on("error", () => {});
-      this.#upgrade(req, socket, head).catch((e) => {
-        this.#d.logger.error({ err: (e as Error).stack }, "http upgrade failed");
-        socket.destroy();
-      });
-    });
-    server.on("clientError", (_e, socket) => {
-      if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
-    });
+    const onSocket = (socket: Socket) => {
+      const conn = new H1Connection(socket, handlers, { headersTimeoutMs: 30_000, keepAliveTimeoutMs: 30_000 });
+      this.#conns.add(conn);
+      conn.onClose(() => this.#conns.delete(conn));
+    };
+    // allowHalfOpen: a client that finishes sending (shutdown) still gets its response.
+    const server: Server = this.#d.tls ? (createTlsServer({ cert: this.#d.tls.cert, key: this.#d.tls.key, minVersion: "TLSv1.2", allowHalfOpen: true }, onSocket) as unknown as Server) : createNetServer({ allowHalfOpen: true }, onSocket);
+    if (this.#d.tls) server.on("tlsClientError", () => {});
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -137,11 +155,12 @@ export class HttpListener {
   async close(): Promise<void> {
     const s = this.#server;
     if (!s) return;
-    s.closeIdleConnections();
     await new Promise<void>((r) => {
       s.close(() => r());
+      // Idle keep-alive connections are closed now; busy ones after their response, or in 3 s.
+      for (const c of this.#conns) c.shutdown();
       setTimeout(() => {
-        s.closeAllConnections();
+        for (const c of this.#conns) c.destroy();
         r();
       }, 3000).unref();
     });
@@ -149,22 +168,22 @@ export class HttpListener {
     while (this.#closing.size) await Promise.all([...this.#closing]);
   }
 
-  /** The session for this request: the socket's, unless the principal or connection changed. */
-  #sessionFor(req: IncomingMessage, principal: Principal, connection: Connection, details: Record<string, unknown>): Promise<OpenSession> {
-    const sock = req.socket;
+  /** The session for this request: the connection's, unless the principal or connection changed. */
+  #sessionFor(req: H1Request, principal: Principal, connection: Connection, details: Record<string, unknown>): Promise<OpenSession> {
+    const conn = req.conn;
     const key = `${principal.subject}\u0000${connection.name}`;
-    const cur = this.#socketSessions.get(sock);
+    const cur = this.#connSessions.get(conn);
     if (cur?.key === key) return cur.session;
     if (cur) this.#end(cur.session, "another principal or connection on the same HTTP connection");
-    const session = this.#d.sessions.open(principal, connection, sock.remoteAddress, details);
+    const session = this.#d.sessions.open(principal, connection, req.remoteAddress, details);
     const entry = { key, session };
-    this.#socketSessions.set(sock, entry);
+    this.#connSessions.set(conn, entry);
     session.catch(() => {
-      if (this.#socketSessions.get(sock) === entry) this.#socketSessions.delete(sock);
+      if (this.#connSessions.get(conn) === entry) this.#connSessions.delete(conn);
     });
-    sock.once("close", () => {
-      if (this.#socketSessions.get(sock) !== entry) return;
-      this.#socketSessions.delete(sock);
+    conn.onClose(() => {
+      if (this.#connSessions.get(conn) !== entry) return;
+      this.#connSessions.delete(conn);
       this.#end(session, "the client closed the HTTP connection");
     });
     return session;
@@ -178,30 +197,29 @@ export class HttpListener {
     this.#closing.add(p);
   }
 
-  #problem(res: ServerResponse, e: unknown, opts: { git?: boolean } = {}): void {
+  #problem(res: H1Response, e: unknown, opts: { git?: boolean } = {}): void {
     const p = problemFromError(e);
     if (res.headersSent) {
       res.destroy();
       return;
     }
-    if (p.status === 401) res.setHeader("www-authenticate", ['Bearer realm="gatehouse"', 'Basic realm="gatehouse"']);
-    if (p.code === "GH-POLICY-002") res.setHeader("retry-after", "30");
+    const headers: Record<string, string | string[]> = {};
+    if (p.status === 401) headers["www-authenticate"] = ['Bearer realm="gatehouse"', 'Basic realm="gatehouse"'];
+    if (p.code === "GH-POLICY-002") headers["retry-after"] = "30";
     if (opts.git) {
       // git prints a text/plain error body as "remote: …".
-      const body = `Gatehouse: ${p.code} ${p.title}${p.detail ? `: ${p.detail}` : ""}\n${p.hint}\n`;
-      res.writeHead(p.status, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(body) });
-      res.end(body);
+      headers["content-type"] = "text/plain; charset=utf-8";
+      res.send(p.status, headers, Buffer.from(`Gatehouse: ${p.code} ${p.title}${p.detail ? `: ${p.detail}` : ""}\n${p.hint}\n`));
       return;
     }
-    const body = JSON.stringify(p);
-    res.writeHead(p.status, { "content-type": "application/problem+json", "content-length": Buffer.byteLength(body) });
-    res.end(body);
+    headers["content-type"] = "application/problem+json";
+    res.send(p.status, headers, Buffer.from(JSON.stringify(p)));
   }
 
   /** The connection and the request target relative to it. */
-  #route(req: IncomingMessage): { connection: Connection; target: string } {
-    const url = req.url ?? "/";
-    const host = (req.headers.host ?? "").replace(/:\d+$/, "").toLowerCase();
+  #route(req: H1Request): { connection: Connection; target: string } {
+    const url = req.target;
+    const host = this.#byHost.size ? req.host.replace(/:\d+$/, "").toLowerCase() : "";
     const byHost = this.#byHost.get(host);
     if (byHost) return { connection: byHost, target: url };
     const t = normalizeTarget(url);
@@ -214,14 +232,14 @@ export class HttpListener {
   }
 
   /** Tokens only over TLS: plain HTTP is for loopback clients, or explicitly behind a TLS proxy. */
-  #checkTransport(req: IncomingMessage): void {
-    if (this.#d.tls || this.#d.config.allowCleartext || isLoopback(req.socket.remoteAddress)) return;
-    throw new GatehouseError("HTTP_TLS_REQUIRED", `plain HTTP from ${req.socket.remoteAddress ?? "?"}`);
+  #checkTransport(req: H1Request): void {
+    if (this.#d.tls || this.#d.config.allowCleartext || isLoopback(req.remoteAddress)) return;
+    throw new GatehouseError("HTTP_TLS_REQUIRED", `plain HTTP from ${req.remoteAddress ?? "?"}`);
   }
 
-  async #principal(req: IncomingMessage): Promise<Principal> {
+  async #principal(req: H1Request): Promise<Principal> {
     this.#checkTransport(req);
-    const h = req.headers.authorization ?? "";
+    const h = String(req.headers.authorization ?? "");
     let token = bearerFrom(h);
     if (!token) {
       const basic = /^Basic[ ]+(\S+)\s*$/i.exec(h);
@@ -236,51 +254,44 @@ export class HttpListener {
     } catch (e) {
       const code = e instanceof GatehouseError ? e.code : "internal";
       this.#d.metrics.authFailures.inc({ surface: "http", code });
-      this.#d.audit.append({ type: "auth.failed", data: { surface: "http", code, client: req.socket.remoteAddress ?? null, path: (req.url ?? "").slice(0, 200) } }).catch(() => {});
+      this.#d.audit.append({ type: "auth.failed", data: { surface: "http", code, client: req.remoteAddress ?? null, path: req.target.slice(0, 200) } }).catch(() => {});
       throw e;
     }
   }
 
   /**
    * The body, whole, up to maxBodyBytes. Past that, with streamLargeBodies, what was read comes
-   * back as `streamed` with the request paused: the rest is never held, only streamed on (if the
-   * verdict is allow). Without it, 413.
+   * back as `streamed`: the rest is never held, only streamed on (if the verdict is allow).
+   * Without it, 413.
    */
-  #readBody(req: IncomingMessage): Promise<{ body: Buffer; streamed: boolean }> {
+  async #readBody(req: H1Request, res: H1Response): Promise<{ body: Buffer; streamed: boolean }> {
     const max = this.#d.config.maxBodyBytes;
     const stream = this.#d.config.streamLargeBodies !== false;
-    const declared = Number(req.headers["content-length"] ?? 0);
-    if (declared > max && !stream) return Promise.reject(new GatehouseError("HTTP_BODY_TOO_LARGE", `${declared} bytes declared; the limit is ${max}`));
-    if (declared > max) return Promise.resolve({ body: Buffer.alloc(0), streamed: true });
-    return new Promise((resolve, reject) => {
-      const parts: Buffer[] = [];
-      let n = 0;
-      const onData = (b: Buffer) => {
-        n += b.length;
-        parts.push(b);
-        if (n <= max) return;
-        if (!stream) {
-          req.destroy();
-          reject(new GatehouseError("HTTP_BODY_TOO_LARGE", `more than ${max} bytes`));
-          return;
-        }
-        req.pause();
-        req.off("data", onData);
-        resolve({ body: Buffer.concat(parts, n), streamed: true });
-      };
-      req.on("data", onData);
-      req.once("end", () => resolve({ body: Buffer.concat(parts, n), streamed: false }));
-      req.once("error", reject);
-    });
+    const f = req.framing;
+    if (f.kind === "none") return { body: EMPTY, streamed: false };
+    if (f.kind === "length" && f.length > max) {
+      if (!stream) {
+        res.closeAfter();
+        throw new GatehouseError("HTTP_BODY_TOO_LARGE", `${f.length} bytes declared; the limit is ${max}`);
+      }
+      return { body: EMPTY, streamed: true };
+    }
+    const { body, complete } = await req.readBody(max);
+    if (!complete && !stream) {
+      res.closeAfter();
+      throw new GatehouseError("HTTP_BODY_TOO_LARGE", `more than ${max} bytes`);
+    }
+    return { body, streamed: !complete };
   }
 
   /** A streamed body: what was read, then the rest of the request as it arrives (recorded up to the limit). */
-  #rest(req: IncomingMessage, first: Buffer, rec: OpenSession["recorder"], recordLimit: number): Readable {
+  #rest(req: H1Request, first: Buffer, rec: OpenSession["recorder"], recordLimit: number): Readable {
     let recorded = first.length;
+    const rest = req.rest();
     return Readable.from(
       (async function* () {
         if (first.length) yield first;
-        for await (const chunk of req) {
+        for await (const chunk of rest) {
           const b = chunk as Buffer;
           if (rec && recorded < recordLimit) rec.client(b.length + recorded > recordLimit ? b.subarray(0, recordLimit - recorded) : b);
           recorded += b.length;
@@ -303,7 +314,7 @@ export class HttpListener {
    * headers — then the agent opens the target and bytes pass through both ways, recorded, as one
    * session for the upgraded connection.
    */
-  async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  async #upgrade(req: H1Request, socket: Socket, head: Buffer): Promise<void> {
     let connection: Connection;
     let target: string;
     let principal: Principal;
@@ -320,7 +331,7 @@ export class HttpListener {
     }
     let session: OpenSession;
     try {
-      session = await this.#d.sessions.open(principal, connection, req.socket.remoteAddress, { upgrade: String(req.headers.upgrade ?? ""), path: op.http.path });
+      session = await this.#d.sessions.open(principal, connection, req.remoteAddress, { upgrade: String(req.headers.upgrade ?? ""), path: op.http.path });
     } catch (e) {
       return this.#rejectUpgrade(socket, e);
     }
@@ -352,6 +363,7 @@ export class HttpListener {
       socket.on("data", (b: Buffer) => rec?.client(b));
       up.pipe(socket);
       socket.pipe(up);
+      if (socket.isPaused()) socket.resume();
       await new Promise<void>((r) => {
         let n = 0;
         const done = () => {
@@ -372,7 +384,7 @@ export class HttpListener {
     }
   }
 
-  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async #handle(req: H1Request, res: H1Response): Promise<void> {
     const started = Date.now();
     let connection: Connection;
     let target: string;
@@ -387,16 +399,16 @@ export class HttpListener {
     let streamed: boolean;
     try {
       principal = await this.#principal(req);
-      ({ body, streamed } = await this.#readBody(req));
+      ({ body, streamed } = await this.#readBody(req, res));
     } catch (e) {
       return this.#problem(res, e, { git: isGit });
     }
     let op: DescribedHttp;
     let decoded = body;
     try {
-      const declared = Number(req.headers["content-length"]);
-      if (!streamed) decoded = decodeBody(body, req.headers["content-encoding"], this.#d.config.maxBodyBytes * 8);
-      op = describeHttp({ method: req.method ?? "GET", target, headers: req.headers, body, decoded, git: isGit, ...(streamed ? { streamed: { declaredBytes: Number.isFinite(declared) ? declared : undefined } } : {}) });
+      const f = req.framing;
+      if (!streamed) decoded = decodeBody(body, req.headers["content-encoding"] as string | undefined, this.#d.config.maxBodyBytes * 8);
+      op = describeHttp({ method: req.method, target, headers: req.headers, body, decoded, git: isGit, ...(streamed ? { streamed: { declaredBytes: f.kind === "length" ? f.length : undefined } } : {}) });
     } catch (e) {
       if (e instanceof PathRejected) return this.#problem(res, new GatehouseError("HTTP_TARGET_REJECTED", e.reason), { git: isGit });
       if (e instanceof GitProtocolError) return this.#problem(res, new GatehouseError("HTTP_GIT_MALFORMED", e.message), { git: isGit });
@@ -406,7 +418,7 @@ export class HttpListener {
     let agent: ReturnType<AgentRegistry["for"]>;
     try {
       agent = this.#d.agents.for(connection);
-      if (!agent.httpRequest) throw new GatehouseError("AGENT_UNAVAILABLE", `agent "${agent.name}" cannot serve HTTP connections (HTTP through network-resident agents is not available yet)`);
+      if (!agent.httpRequest) throw new GatehouseError("AGENT_UNAVAILABLE", `agent "${agent.name}" cannot serve HTTP connections`);
     } catch (e) {
       return this.#problem(res, e, { git: isGit });
     }
@@ -422,12 +434,10 @@ export class HttpListener {
     const rec = session.recorder;
     if (rec) {
       rec.client(headText(req));
-      rec.client(body);
+      if (body.length) rec.client(body);
     }
     const abort = new AbortController();
-    res.once("close", () => {
-      if (!res.writableFinished) abort.abort(new Error("client gone"));
-    });
+    res.onClose(() => abort.abort(new Error("client gone")));
     let status = 0;
     let responseBytes = 0;
     const recordLimit = this.#d.config.recordBodyBytes ?? 1 << 20;
@@ -446,8 +456,7 @@ export class HttpListener {
           const out = gitRefusal(push.updates, `${v.error.code} ${v.error.message}`, push.capabilities.includes("side-band-64k") || push.capabilities.includes("side-band"));
           status = 200;
           responseBytes = out.length;
-          res.writeHead(200, { "content-type": "application/x-git-receive-pack-result", "cache-control": "no-cache", "content-length": out.length });
-          res.end(out);
+          res.send(200, { "content-type": "application/x-git-receive-pack-result", "cache-control": "no-cache" }, out);
           rec?.server(out);
         } else {
           status = problemFromError(v.error).status;
@@ -457,30 +466,43 @@ export class HttpListener {
       }
       let upstream: HttpForwardResponse;
       try {
-        upstream = await agent.httpRequest!(connection, { method: op.http.method, target: op.forward.replace(/^\/+/, "/"), headers: req.headers as Record<string, string | string[]>, body: streamed ? this.#rest(req, body, rec, recordLimit) : body, signal: abort.signal });
+        upstream = await agent.httpRequest!(connection, { method: op.http.method, target: op.forward.replace(/^\/+/, "/"), headers: req.headers, body: streamed ? this.#rest(req, body, rec, recordLimit) : body, signal: abort.signal });
       } catch (e) {
         status = 502;
         return this.#problem(res, e, { git: isGit });
       }
       status = upstream.status;
-      res.writeHead(upstream.status, upstream.headers);
-      rec?.server(Buffer.from(`HTTP/1.1 ${upstream.status}\r\n${Object.entries(upstream.headers).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(", ") : v}`).join("\r\n")}\r\n\r\n`));
-      // pipe() keeps backpressure in native stream code; the recorder only observes the chunks.
-      upstream.body.on("data", (b: Buffer) => {
-        if (rec && responseBytes < recordLimit) rec.server(b.length + responseBytes > recordLimit ? b.subarray(0, recordLimit - responseBytes) : b);
-        responseBytes += b.length;
-      });
+      rec?.server(responseHead(upstream.status, upstream.headers));
+      const ub = upstream.body;
+      if (Buffer.isBuffer(ub)) {
+        // The whole response arrived with its head: one write.
+        responseBytes = ub.length;
+        if (rec && ub.length) rec.server(ub.length > recordLimit ? ub.subarray(0, recordLimit) : ub);
+        res.send(upstream.status, upstream.headers, ub);
+        return;
+      }
+      res.writeHead(upstream.status, upstream.headers, upstream.length);
       await new Promise<void>((resolve) => {
-        upstream.body.once("end", resolve);
-        upstream.body.once("error", () => {
+        res.onClose(() => {
+          ub.destroy();
+          resolve();
+        });
+        ub.on("data", (b: Buffer) => {
+          if (rec && responseBytes < recordLimit) rec.server(b.length + responseBytes > recordLimit ? b.subarray(0, recordLimit - responseBytes) : b);
+          responseBytes += b.length;
+          if (!res.write(b)) {
+            ub.pause();
+            void res.drain().then(() => ub.resume());
+          }
+        });
+        ub.once("end", () => {
+          res.end();
+          resolve();
+        });
+        ub.once("error", () => {
           res.destroy();
           resolve();
         });
-        res.once("close", () => {
-          upstream.body.destroy();
-          resolve();
-        });
-        upstream.body.pipe(res);
       });
     } finally {
       rec?.event({ type: "http.exchange", method: op.http.method, path: op.http.path, status, durationMs: Date.now() - started, requestBytes: body.length, responseBytes, ...(responseBytes > recordLimit ? { responseBytesRecorded: recordLimit } : {}) });

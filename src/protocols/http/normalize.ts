@@ -32,8 +32,12 @@ export interface NormalizedTarget {
 }
 
 const HEX = /^[0-9A-Fa-f]{2}$/;
+/** A segment of only these characters is already canonical: decoding and re-encoding leave it as is. */
+const PLAIN = /^[A-Za-z0-9\-._~!$&'()*+,;=:@]*$/;
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
 function decodeSegment(raw: string): string {
+  if (PLAIN.test(raw)) return raw;
   if (raw.includes("\\")) throw new PathRejected("a backslash in the path");
   const bytes: number[] = [];
   for (let i = 0; i < raw.length; i++) {
@@ -53,10 +57,9 @@ function decodeSegment(raw: string): string {
     }
   }
   const buf = Buffer.from(bytes);
-  const text = new TextDecoder("utf-8", { fatal: true });
   let s: string;
   try {
-    s = text.decode(buf);
+    s = UTF8.decode(buf);
   } catch {
     throw new PathRejected("the path is not valid UTF-8 after decoding");
   }
@@ -72,6 +75,7 @@ function decodeSegment(raw: string): string {
 const KEEP = /[A-Za-z0-9\-._~!$&'()*+,;=:@]/;
 
 function encodeSegment(s: string): string {
+  if (PLAIN.test(s)) return s;
   let out = "";
   for (const ch of s) {
     if (KEEP.test(ch)) out += ch;
