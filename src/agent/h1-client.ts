@@ -13,6 +13,7 @@
 import { connect as netConnect, type Socket } from "node:net";
 import { Readable } from "node:stream";
 import { connect as tlsConnect } from "node:tls";
+import type { CancelSignal } from "../domain/cancel.ts";
 import { ChunkedDecoder, type Framing, type HeaderMap, headerLines, HttpSyntaxError, keepAlive, parseResponseHead, type ResponseHead, responseFraming } from "../protocols/http/h1.ts";
 
 export interface UpstreamTarget {
@@ -35,7 +36,7 @@ export interface UpstreamRequest {
   body: Buffer | Readable;
   /** For a streamed body: its length if known (else it is sent chunked). */
   length?: number | undefined;
-  signal?: AbortSignal | undefined;
+  signal?: CancelSignal | undefined;
   /** Time allowed for the response head. */
   headersTimeoutMs: number;
 }

@@ -11,6 +11,7 @@ import type { Duplex, Readable } from "node:stream";
 import { connect as tlsConnect } from "node:tls";
 import { headerLines } from "../protocols/http/h1.ts";
 import { H1Pool, type UpstreamTarget } from "./h1-client.ts";
+import type { CancelSignal } from "../domain/cancel.ts";
 import type { HttpTarget } from "../domain/connection.ts";
 import { GatehouseError } from "../domain/errors.ts";
 import type { SecretResolver } from "./secrets.ts";
@@ -25,7 +26,7 @@ export interface HttpForwardRequest {
   /** A streamed body's length, when known (else taken from Content-Length, else sent chunked). */
   length?: number | undefined;
   /** Aborted when the caller goes away. */
-  signal?: AbortSignal;
+  signal?: CancelSignal;
 }
 
 export interface HttpForwardResponse {

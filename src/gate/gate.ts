@@ -6,6 +6,7 @@
 
 import { createHash } from "node:crypto";
 import type { AuditLog } from "../audit/log.ts";
+import type { CancelSignal } from "../domain/cancel.ts";
 import type { Connection } from "../domain/connection.ts";
 import type { Decision } from "../domain/decision.ts";
 import { GatehouseError } from "../domain/errors.ts";
@@ -34,7 +35,7 @@ export interface JudgeHooks {
   /** Hold mode: the review exists and the operation waits; tell the client (e.g. a NoticeResponse). */
   onHeld?(review: Review): void;
   /** Aborted when the client goes away while held. */
-  signal?: AbortSignal;
+  signal?: CancelSignal;
   /**
    * Hold at most this long: then the caller is answered as in async mode (the review stays
    * pending; the identical operation sent again after approval runs once).

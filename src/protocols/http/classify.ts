@@ -3,7 +3,7 @@
 // carry what they do to which refs. Pure; throws PathRejected / GitProtocolError for requests that
 // cannot be described (they are refused, never judged on a guess).
 
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { GatehouseError } from "../../domain/errors.ts";
 import type { HttpDescription, Operation } from "../../domain/operation.ts";
 import { gitService, parseReceivePack, type ReceivePackCommands } from "./git.ts";
@@ -48,6 +48,8 @@ export interface DescribedHttp extends Operation {
   receivePack?: ReceivePackCommands;
 }
 
+const EMPTY_SHA256 = hash("sha256", "", "hex");
+
 export function describeHttp(input: HttpRequestInput): DescribedHttp {
   const method = input.method.toUpperCase();
   const t = normalizeTarget(input.target);
@@ -59,7 +61,7 @@ export function describeHttp(input: HttpRequestInput): DescribedHttp {
   }
   const query = decodeQuery(t.query);
   const streamed = input.streamed;
-  const bodySha256 = streamed ? "" : createHash("sha256").update(input.body).digest("hex");
+  const bodySha256 = streamed ? "" : input.body.length ? hash("sha256", input.body, "hex") : EMPTY_SHA256;
   const http: HttpDescription = { method, path: t.path, query, headers, bodyBytes: streamed ? (streamed.declaredBytes ?? -1) : input.body.length, bodySha256 };
   if (streamed) http.bodyStreamed = true;
   const ctype = headers["content-type"] ?? "";

@@ -24,6 +24,7 @@ import type { HttpForwardResponse } from "../../agent/http.ts";
 import { bearerFrom } from "../../api/auth.ts";
 import { problemFromError } from "../../api/problem.ts";
 import type { Connection } from "../../domain/connection.ts";
+import { Cancellation } from "../../domain/cancel.ts";
 import { GatehouseError } from "../../domain/errors.ts";
 import type { GitRefUpdate } from "../../domain/operation.ts";
 import type { Principal } from "../../domain/principal.ts";
@@ -436,8 +437,8 @@ export class HttpListener {
       rec.client(headText(req));
       if (body.length) rec.client(body);
     }
-    const abort = new AbortController();
-    res.onClose(() => abort.abort(new Error("client gone")));
+    const abort = new Cancellation();
+    res.onClose(() => abort.cancel(new Error("client gone")));
     let status = 0;
     let responseBytes = 0;
     const recordLimit = this.#d.config.recordBodyBytes ?? 1 << 20;
@@ -449,7 +450,7 @@ export class HttpListener {
       if (streamed && decided.action === "review") {
         decided = { action: "deny", rule: decided.rule, message: `needs review, but its body is larger than listeners.http.maxBodyBytes (${this.#d.config.maxBodyBytes}), so it cannot be bound to an approval; send a smaller body` };
       }
-      const v = await this.#d.gate.judge(gs, op, { signal: abort.signal, holdTimeoutMs: this.#d.config.maxHoldSeconds * 1000 }, decided);
+      const v = await this.#d.gate.judge(gs, op, { signal: abort, holdTimeoutMs: this.#d.config.maxHoldSeconds * 1000 }, decided);
       rec?.event(verdictEvent(0, op, v));
       if (!v.forward) {
         if (push) {
@@ -466,7 +467,7 @@ export class HttpListener {
       }
       let upstream: HttpForwardResponse;
       try {
-        upstream = await agent.httpRequest!(connection, { method: op.http.method, target: op.forward.replace(/^\/+/, "/"), headers: req.headers, body: streamed ? this.#rest(req, body, rec, recordLimit) : body, signal: abort.signal });
+        upstream = await agent.httpRequest!(connection, { method: op.http.method, target: op.forward.replace(/^\/+/, "/"), headers: req.headers, body: streamed ? this.#rest(req, body, rec, recordLimit) : body, signal: abort });
       } catch (e) {
         status = 502;
         return this.#problem(res, e, { git: isGit });
