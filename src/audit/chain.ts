@@ -1,40 +1,99 @@
 // The hash chain's primitives, shared by the writer (log.ts), the verifier (verify.ts) and the
 // pruner (prune.ts): canonical JSON, the per-event hash, and the genesis hash that event #1 links to.
+//
+// Both functions sit on the append hot path (every judged operation), so they build their text
+// directly instead of through intermediate entry arrays and objects. Their output is the chain's
+// format: chain.test.ts checks it byte for byte against the original implementation.
+//
+// Never: change what canonicalJson or hashEvent produce for any input — stored chains would stop
+// verifying.
 
-import { createHash } from "node:crypto";
+import * as crypto from "node:crypto";
 import type { AuditEventsTable } from "../store/schema.ts";
 
 export const GENESIS_HASH = "0".repeat(64);
 
 export type AuditRecord = AuditEventsTable;
 
-/** Canonical JSON: object keys sorted, so the hash does not depend on insertion order. */
-export function canonicalJson(v: unknown): string {
-  if (v === null || typeof v !== "object") return JSON.stringify(v) ?? "null";
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
-  const entries = Object.entries(v as Record<string, unknown>)
-    .filter(([, x]) => x !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(",")}}`;
+/** What JSON.stringify escapes in a string (and surrogates, paired or not, to be safe). */
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** A string as a JSON literal: JSON.stringify's result, without its call for plain text. */
+function jsonString(s: string): string {
+  return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`;
 }
 
+/** `"key":` per object key seen, bounded: event data reuses a small set of keys. */
+const keyPrefixes = new Map<string, string>();
+const MAX_CACHED_KEYS = 1000;
+
+function keyPrefix(k: string): string {
+  let p = keyPrefixes.get(k);
+  if (p === undefined) {
+    p = `${jsonString(k)}:`;
+    if (keyPrefixes.size < MAX_CACHED_KEYS) keyPrefixes.set(k, p);
+  }
+  return p;
+}
+
+/**
+ * Canonical JSON: object keys sorted (by UTF-16 code units, as `<` compares strings), properties
+ * whose value is undefined left out, so the hash does not depend on insertion order. Quirks kept
+ * on purpose (they are the format): array holes print as nothing, undefined array elements and
+ * other non-JSON values as null, and objects are walked by their own enumerable keys (toJSON is
+ * not called).
+ */
+export function canonicalJson(v: unknown): string {
+  if (typeof v === "string") return jsonString(v);
+  if (v === null || typeof v !== "object") return JSON.stringify(v) ?? "null";
+  if (Array.isArray(v)) {
+    let out = "[";
+    for (let i = 0; i < v.length; i++) {
+      if (i) out += ",";
+      if (i in v) out += canonicalJson(v[i]); // a hole adds nothing, as [].map + join did
+    }
+    return `${out}]`;
+  }
+  const keys = Object.keys(v);
+  // Default sort compares UTF-16 code units, exactly as the comparator `a < b` did.
+  if (keys.length > 1) keys.sort();
+  let out = "";
+  for (const k of keys) {
+    const x = (v as Record<string, unknown>)[k];
+    if (x === undefined) continue;
+    out += `${out ? "," : "{"}${keyPrefix(k)}${canonicalJson(x)}`;
+  }
+  return out ? `${out}}` : "{}";
+}
+
+/** The fields an event's hash covers, in canonical (sorted) order, with their JSON keys. */
+const HASHED: ReadonlyArray<readonly [keyof AuditRecord, string]> = (
+  ["at", "connection", "data", "decision", "id", "principal_name", "principal_subject", "rule", "seq", "session_id", "type"] as const
+).map((k) => [k, keyPrefix(k)] as const);
+
+// One-shot hashing (Node ≥ 20.12) skips the Hash object; older 20.x falls back to createHash.
+const sha256 = typeof crypto.hash === "function" ? (s: string) => crypto.hash("sha256", s, "hex") : (s: string) => crypto.createHash("sha256").update(s).digest("hex");
+
+/**
+ * SHA-256 (hex) of `prev_hash`, a newline, and the canonical JSON of the event's fields (all but
+ * prev_hash and hash). Built field by field in the canonical order: the same bytes as
+ * canonicalJson over an object of those fields.
+ */
 export function hashEvent(e: Omit<AuditRecord, "hash">): string {
-  const body = canonicalJson({
-    seq: e.seq,
-    id: e.id,
-    at: e.at,
-    type: e.type,
-    principal_subject: e.principal_subject,
-    principal_name: e.principal_name,
-    connection: e.connection,
-    session_id: e.session_id,
-    decision: e.decision,
-    rule: e.rule,
-    data: e.data,
-  });
-  return createHash("sha256").update(e.prev_hash).update("\n").update(body).digest("hex");
+  let body = "";
+  for (const [k, prefix] of HASHED) {
+    const v = e[k as keyof typeof e];
+    if (v === undefined) continue;
+    body += `${body ? "," : "{"}${prefix}${canonicalJson(v)}`;
+  }
+  body = body ? `${body}}` : "{}";
+  // One string hashes to the same bytes as the three updates did (UTF-8 of a concatenation is the
+  // concatenation of the UTF-8 when no surrogate pair is split at a seam, and "\n" is none). A
+  // non-string prev_hash keeps the old path, so it still throws as it did.
+  if (typeof e.prev_hash === "string") return sha256(`${e.prev_hash}\n${body}`);
+  return crypto.createHash("sha256").update(e.prev_hash).update("\n").update(body).digest("hex");
 }
 
 export function sha256Hex(s: string): string {
-  return createHash("sha256").update(s).digest("hex");
+  return sha256(s);
 }
