@@ -81,7 +81,11 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
   const verifier = new TokenVerifier(config.identity);
   await initClassifier();
   const store = await openStore(config.store.url, { poolSize: config.store.poolSize });
-  const audit = new AuditLog(store);
+  // On a SQLite file store audit events are made durable in the audit journal and linked into
+  // the store by the writer thread: no database transaction in the forwarding event loop.
+  const audit = new AuditLog(store, { journal: true, onThreadError: (e) => logger.error({ err: e.message }, "audit writer thread failed; the event loop ingests the audit journal itself") });
+  // A journal left by a previous run (a crash) is ingested before anything else happens.
+  await audit.drain();
   audit.onCommitted = (records) => {
     for (const r of records) metrics.auditEvents.inc({ type: r.type });
   };
@@ -153,6 +157,8 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     }
     await audit.append({ type: "gateway.started", data: { gatewayId: id, version: VERSION, store: store.kind, connections: [...connections.keys()], rules: config.policies.length } });
     await recordConfigLoaded(store, audit, config, id);
+    // Started: what the start recorded (config.loaded/changed, gateway.started) is in the store.
+    await audit.drain();
     checkpointer.start();
     logger.info({ gatewayId: id, api: apiUrl, postgres: postgres ? `${postgres.address}:${postgres.port}` : null, http: http ? `${http.address}:${http.port}` : null, store: store.description, version: VERSION }, "gateway started");
 
@@ -176,6 +182,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
         await audit.append({ type: "gateway.stopped", data: { gatewayId: id } }).catch(() => {});
         await audit.drain();
         await checkpointer.stop().catch((e) => logger.error({ err: (e as Error).message }, "final audit checkpoint failed"));
+        await audit.close();
         verifier.close?.();
         await store.close();
       },
@@ -187,6 +194,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     await stopAll();
     reviews.close();
     notifier.close();
+    await audit.close().catch(() => {});
     await store.close();
     throw e;
   }

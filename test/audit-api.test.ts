@@ -70,6 +70,7 @@ const json = async <T = Record<string, unknown>>(r: Response) => (await r.json()
 type Page = { items: Array<Record<string, unknown> & { seq: number; type: string; principal: { subject: string; name: string } | null; data: Record<string, unknown> }>; next: string | null };
 
 async function lastEvent(type: string) {
+  await t.gw.audit.drain(); // journal mode: appended events reach the store within milliseconds
   return (await t.gw.store.db.selectFrom("audit_events").selectAll().where("type", "=", type).orderBy("seq", "desc").limit(1).executeTakeFirst()) ?? undefined;
 }
 

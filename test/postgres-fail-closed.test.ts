@@ -1,5 +1,6 @@
 // Fail closed: when the decision cannot be written to the audit trail, the statement does not
 // reach the target, the client gets GH-STORE-001 in its own protocol, and /readyz reports it.
+// (SQLite: once the writer thread reports it; PostgreSQL: at once, each decision is a commit.)
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -19,25 +20,51 @@ after(async () => {
   await t?.close();
 });
 
-test("an allowed INSERT whose decision cannot be audited never reaches the database", async () => {
+test("SQLite store: once decisions cannot reach the audit trail, statements are refused; every one that ran is audited", async () => {
+  // The gateway's SQLite store takes decisions through the audit journal: a decision is durable
+  // once journaled, and the writer thread links it into the store. When the store stops taking
+  // them, the writer reports it within milliseconds and from then on statements are refused —
+  // and each statement that did run has its decision in the trail once the store is back.
   const c = await connectGateway(t, await t.agentToken());
   assert.equal((await c.query("INSERT INTO ledger VALUES (1)")).rowCount, 1);
   await t.gw.audit.drain();
   await sql`ALTER TABLE audit_events RENAME TO audit_events_gone`.execute(t.gw.store.db);
+  let refused: (Error & { code?: string }) | undefined;
   try {
-    const err = (await c.query("INSERT INTO ledger VALUES (2)").catch((e) => e)) as Error & { code?: string };
-    assert.equal(err.code, "08006");
-    assert.match(err.message, /GH-STORE-001/);
-    const d = await connectDirect(t);
-    assert.deepEqual((await d.query("select id from ledger order by id")).rows, [{ id: 1 }]);
-    await d.end();
+    for (let i = 2; i < 200 && !refused; i++) {
+      refused = (await c.query(`INSERT INTO ledger VALUES (${i})`).then(
+        () => undefined,
+        (e) => e,
+      )) as typeof refused;
+      if (!refused) await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.ok(refused, "statements are refused once the store cannot take decisions");
+    assert.equal(refused.code, "08006");
+    assert.match(refused.message, /GH-STORE-001/);
+    const ready = await fetch(`${t.gw.apiUrl}/readyz`);
+    assert.equal(ready.status, 503);
     const metrics = await (await fetch(`${t.gw.apiUrl}/metrics`)).text();
     assert.match(metrics, /gatehouse_audit_write_failures_total\{connection="pg-test"\} [1-9]/);
   } finally {
     await sql`ALTER TABLE audit_events_gone RENAME TO audit_events`.execute(t.gw.store.db);
   }
-  assert.equal((await c.query("INSERT INTO ledger VALUES (3)")).rowCount, 1, "serves again once the store is back");
+  // Once the store is back the journal's backlog is linked in and statements run again.
+  let resumed = false;
+  for (let i = 0; i < 100 && !resumed; i++) {
+    resumed = await c.query("INSERT INTO ledger VALUES (1000)").then(
+      () => true,
+      () => false,
+    );
+    if (!resumed) await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.ok(resumed, "serves again once the store is back");
   await c.end();
+  await t.gw.audit.drain();
+  const d = await connectDirect(t);
+  const ran = (await d.query("select count(*)::int n from ledger")).rows[0].n as number;
+  await d.end();
+  const decided = await t.gw.store.db.selectFrom("audit_events").select((eb) => eb.fn.countAll<number>().as("n")).where("type", "=", "operation.decided").where("decision", "=", "allow").where("data", "like", "%INSERT INTO ledger%").executeTakeFirstOrThrow();
+  assert.equal(Number(decided.n), ran, "every INSERT that reached the database has its decision in the trail");
 });
 
 describe("a PostgreSQL store turned read-only", () => {

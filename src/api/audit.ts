@@ -56,6 +56,8 @@ export function auditRoutes(deps: { checkpointer: Checkpointer }) {
       const groups = config.audit.auditorGroups;
       if (!groups.length) throw new GatehouseError("API_FORBIDDEN", "reading the audit trail needs membership in an auditor group, and none is configured (set audit.auditorGroups)");
       requireGroup(p, groups, "reading the audit trail");
+      // Reads see every event appended before them (journal mode: once ingested into the store).
+      await audit.drain();
       return p;
     };
 
@@ -72,7 +74,7 @@ export function auditRoutes(deps: { checkpointer: Checkpointer }) {
       const q = parseBody(exportQuery, req.query);
       const filter = toFilter(q);
       // The export covers everything before its own audit event, even while events keep coming.
-      const rec = await audit.append({ type: "audit.exported", principal, data: { filters: filtersOf(q), format: q.format } });
+      const rec = await audit.appendLinked({ type: "audit.exported", principal, data: { filters: filtersOf(q), format: q.format } });
       filter.untilSeq = Number(rec.seq) - 1;
       const name = `gatehouse-audit-${new Date().toISOString().replace(/[:.]/g, "-")}.${q.format}`;
       reply.type(EXPORT_CONTENT_TYPE[q.format]).header("content-disposition", `attachment; filename="${name}"`);

@@ -70,21 +70,25 @@ async function streamLines(reply: FastifyReply, contentType: string, lines: Asyn
 }
 
 export function sessionRoutes(d: SessionRoutesDeps) {
-  const auditor = (p: Principal, what: string) => requireGroup(p, d.auditorGroups, what);
+  // Reads see every audit event appended before them (journal mode: once ingested into the store).
+  const auditor = async (p: Principal, what: string) => {
+    requireGroup(p, d.auditorGroups, what);
+    await d.audit.drain();
+  };
   const audited = async (p: Principal, type: string, s: SessionView, data: Record<string, unknown> = {}) => {
     // Fail closed: a read that cannot be audited does not happen.
     await d.audit.append({ type, principal: p, connection: s.connection, sessionId: s.id, data: { sessionPrincipal: s.principal.subject, ...data } });
   };
   return (app: FastifyInstance, ctx: ApiContext) => {
     app.get("/api/v1/sessions", async (req) => {
-      auditor(await ctx.principal(req), "listing sessions");
+      await auditor(await ctx.principal(req), "listing sessions");
       const q = parseBody(listQuery, req.query);
       return listSessions(d.store, q);
     });
 
     app.get<{ Params: { id: string } }>("/api/v1/sessions/:id", async (req) => {
       const p = await ctx.principal(req);
-      auditor(p, "reading a session");
+      await auditor(p, "reading a session");
       const s = await getSession(d.store, req.params.id);
       await audited(p, "session.viewed", s);
       return { session: s, operations: await sessionOperations(d.store, s.id) };
@@ -93,7 +97,7 @@ export function sessionRoutes(d: SessionRoutesDeps) {
     /** An auditor's read of a session's recording: checked, then audited before any byte leaves. */
     const recordingRead = async (req: FastifyRequest<{ Params: { id: string } }>, what: string, event: string, data: Record<string, unknown> = {}): Promise<SessionView> => {
       const p = await ctx.principal(req);
-      auditor(p, what);
+      await auditor(p, what);
       const s = await getSession(d.store, req.params.id);
       if (s.recording.status === "none") throw new GatehouseError("RECORDING_PRUNED", `session ${s.id} was not recorded (recording was off)`);
       if (s.recording.status === "pruned") throw new GatehouseError("RECORDING_PRUNED", s.id);

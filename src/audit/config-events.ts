@@ -122,7 +122,7 @@ export async function recordConfigLoaded(store: Store, audit: AuditLog, config: 
   // Both in one group commit: the change first, then the load it led to.
   const [, rec] = await Promise.all([
     diff ? audit.append({ type: "config.changed", data: { gatewayId, previousFingerprint: prev?.fp.fingerprint, previousSeq: prev?.seq, fingerprint: fp.fingerprint, ...diff } }) : undefined,
-    audit.append({ type: "config.loaded", data: { gatewayId, ...fp } }),
+    audit.appendLinked({ type: "config.loaded", data: { gatewayId, ...fp } }),
   ]);
   const value = String(rec.seq);
   await store.db

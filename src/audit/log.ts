@@ -33,11 +33,14 @@
 // Never: resolve an append that was not written, link onto a head not read in the same transaction,
 // or log token material.
 
-import { randomUUID } from "node:crypto";
+import { Worker } from "node:worker_threads";
 import { sql } from "kysely";
 import { GatehouseError } from "../domain/errors.ts";
-import type { Store } from "../store/store.ts";
-import { type AuditRecord, canonicalJson, GENESIS_HASH, hashEvent } from "./chain.ts";
+import { isBusy, type Store } from "../store/store.ts";
+import { type EventFields, linkEvents, newEventId, sqliteAppender } from "./append.ts";
+import { comparePositions, encodeEvent, ingestedPosition, JournalIngester, type JournalPosition, JournalWriter } from "./journal.ts";
+import type { IngesterReply, IngesterRequest } from "./writer-worker.ts";
+import { type AuditRecord, canonicalJson, GENESIS_HASH } from "./chain.ts";
 
 export { type AuditRecord, canonicalJson, GENESIS_HASH, hashEvent } from "./chain.ts";
 export { type ChainVerification, type VerifyOptions, verifyChain } from "./verify.ts";
@@ -53,10 +56,8 @@ export interface AuditEventInput {
 }
 
 interface Pending {
-  input: AuditEventInput;
-  /** The event's data as canonical JSON, made when it was appended. */
-  data: string;
-  at: number;
+  /** The event's columns, its data already canonical JSON (made when it was appended). */
+  fields: EventFields;
   resolve: (r: AuditRecord) => void;
   reject: (e: unknown) => void;
 }
@@ -67,27 +68,35 @@ const CHAIN_LOCK_KEY = 4_712_001;
 /** At most this many events per transaction; the rest go in the next one. */
 const MAX_BATCH = 500;
 
-const HEAD_SQL = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1";
-const INSERT_SQL =
-  "INSERT INTO audit_events (seq, id, at, type, principal_subject, principal_name, connection, session_id, decision, rule, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+export { newEventId } from "./append.ts";
 
-/** The id prefix of the last millisecond asked for: a batch's events share it. */
-let idMs = Number.NaN;
-let idPrefix = "";
+/** The audit writer thread's entry (loaded through tsx's loader, as the gateway itself is). */
+const WRITER_URL = new URL("./writer-worker.ts", import.meta.url).href;
 
-/**
- * A new event id: the UUIDv7 layout (RFC 9562) — 48 bits of Unix milliseconds, the version, and
- * 74 random bits taken from randomUUID (the CSPRNG). Ids made later sort later. Uniqueness rests
- * on the random bits, as it did with v4 ids, and the store's unique index still enforces it.
- */
-export function newEventId(now: number = Date.now()): string {
-  if (now !== idMs) {
-    const hex = (Math.max(0, Math.floor(now)) % 2 ** 48).toString(16).padStart(12, "0");
-    idMs = now;
-    idPrefix = `${hex.slice(0, 8)}-${hex.slice(8)}-7`;
-  }
-  // randomUUID is xxxxxxxx-xxxx-4xxx-Vxxx-xxxxxxxxxxxx: keep what follows its version digit.
-  return idPrefix + randomUUID().slice(15);
+function startWriterThread(file: string): Worker {
+  const tsx = import.meta.resolve("tsx/esm/api");
+  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(WRITER_URL)}); }).catch((e) => { setImmediate(() => { throw e; }); });`;
+  return new Worker(boot, { eval: true, workerData: { file } });
+}
+
+/** Journal mode refuses new events while the writer is this far behind. */
+const MAX_BACKLOG_BYTES = 256 * 1024 * 1024;
+
+/** How often the event loop ingests the journal itself when the writer thread is gone. */
+const FALLBACK_INGEST_MS = 50;
+
+export interface AuditLogOptions {
+  now?: () => number;
+  /**
+   * On a SQLite file store, make events durable in the audit journal (journal.ts) and let the
+   * writer thread link them into the store: no database transaction in the event loop. The
+   * gateway does; the CLI's short-lived commands write to the store directly.
+   */
+  journal?: boolean;
+  /** Journal segment size (tests). */
+  journalSegmentBytes?: number;
+  /** Told when the writer thread fails (the event loop then ingests the journal itself). */
+  onThreadError?: (e: Error) => void;
 }
 
 export class AuditLog {
@@ -97,43 +106,129 @@ export class AuditLog {
   #scheduled = false;
   #now: () => number;
   /** The SQLite store's cached statements, once prepared. */
-  #sqliteWrite: ((batch: Pending[]) => AuditRecord[]) | undefined;
+  #sqliteWrite: ((batch: readonly EventFields[]) => AuditRecord[]) | undefined;
+  #onThreadError: ((e: Error) => void) | undefined;
+  // journal mode
+  #journal: JournalWriter | undefined;
+  #thread: Worker | undefined;
+  #fallback: { ingester: JournalIngester; timer: NodeJS.Timeout } | undefined;
+  #written: JournalPosition | undefined;
+  #ingested: JournalPosition = { segment: 0, offset: 0 };
+  /** Why the last ingestion failed, until one succeeds. */
+  #ingestFailing: string | undefined;
+  #waiters: { at: JournalPosition; resolve: () => void }[] = [];
   /** Set while the last write failed (readiness reports it), cleared by the next success. */
   writeError: string | undefined;
-  /** Observers (metrics, logs) of committed events. */
+  /** Observers (metrics, logs) of events once durable. */
   onCommitted: ((records: AuditRecord[]) => void) | undefined;
 
-  constructor(store: Store, opts: { now?: () => number } = {}) {
+  constructor(store: Store, opts: AuditLogOptions = {}) {
     this.#store = store;
     this.#now = opts.now ?? Date.now;
+    this.#onThreadError = opts.onThreadError;
+    if (opts.journal && store.kind === "sqlite" && store.file !== undefined && store.sqlite) {
+      this.#ingested = ingestedPosition(store.sqlite);
+      this.#journal = new JournalWriter(store.file, this.#ingested, opts.journalSegmentBytes);
+      this.#written = this.#journal.position;
+      this.#startThread();
+    }
   }
 
+  /** Whether events go through the journal (then `append` resolves once journaled, before they are linked). */
+  get journaled(): boolean {
+    return this.#journal !== undefined;
+  }
+
+  /**
+   * Append an event; resolves once it is durable. In journal mode that is when its journal line
+   * is written: the record's id, time and fields are final, its seq and hashes are not assigned
+   * yet (0 and ""); `appendLinked` waits for them.
+   */
   append(input: AuditEventInput): Promise<AuditRecord> {
     return new Promise<AuditRecord>((resolve, reject) => {
       // Serialized now, outside the transaction: data that cannot be (a BigInt) rejects only
       // this append, not the whole batch, and is no store failure.
-      const data = canonicalJson(input.data ?? {});
-      this.#queue.push({ input, data, at: this.#now(), resolve, reject });
+      const fields: EventFields = {
+        at: this.#now(),
+        type: input.type,
+        principal_subject: input.principal?.subject ?? null,
+        principal_name: input.principal?.displayName ?? null,
+        connection: input.connection ?? null,
+        session_id: input.sessionId ?? null,
+        decision: input.decision ?? null,
+        rule: input.rule ?? null,
+        data: canonicalJson(input.data ?? {}),
+      };
+      if (this.#journal) {
+        const refused = this.#journalRefusal();
+        if (refused) {
+          reject(refused);
+          return;
+        }
+        fields.id = newEventId(fields.at);
+      }
+      this.#queue.push({ fields, resolve, reject });
       if (!this.#scheduled && !this.#flushing) this.#schedule();
     });
   }
 
-  /** Wait until everything appended so far is written (or failed). */
+  /** Append and wait until the event is linked into the chain in the store: the stored record. */
+  async appendLinked(input: AuditEventInput): Promise<AuditRecord> {
+    const r = await this.append(input);
+    if (!this.#journal) return r;
+    await this.drain();
+    const row = await this.#store.db.selectFrom("audit_events").selectAll().where("id", "=", r.id).executeTakeFirst();
+    if (!row) throw new GatehouseError("STORE_UNAVAILABLE", `audit event ${r.id} was journaled but is not in the store: ${this.writeError ?? "ingestion did not finish"}`);
+    return row;
+  }
+
+  /** Wait until everything appended so far is in the store (journal mode: ingested) or failed. */
   async drain(): Promise<void> {
     while (this.#queue.length || this.#flushing || this.#scheduled) {
       if (this.#flushing) await this.#flushing;
       else await new Promise((r) => setImmediate(r));
     }
+    const w = this.#written;
+    if (!w || comparePositions(this.#ingested, w) >= 0) return;
+    await new Promise<void>((resolve) => {
+      this.#waiters.push({ at: w, resolve });
+      this.#nudge();
+    });
+  }
+
+  /** Drain, then stop the writer thread and close the journal. */
+  async close(): Promise<void> {
+    const deadline = new Promise<void>((r) => setTimeout(r, 10_000).unref());
+    await Promise.race([this.drain(), deadline]);
+    const t = this.#thread;
+    this.#thread = undefined;
+    if (t) {
+      // Ask it to finish (a last pass, then it closes its database and exits): terminating a
+      // thread inside a SQLite call can take the process down with it.
+      const exited = new Promise<void>((r) => t.once("exit", () => r()));
+      t.postMessage({ close: true } satisfies IngesterRequest);
+      const timer = setTimeout(() => void t.terminate(), 5_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    if (this.#fallback) clearInterval(this.#fallback.timer);
+    this.#fallback = undefined;
+    this.#journal?.close();
+    this.#journal = undefined;
   }
 
   /**
    * Flush once the current turn of the event loop has run, so everything appended in it — every
-   * session's I/O callback of that turn — shares one transaction.
+   * session's I/O callback of that turn — shares one journal write (or one transaction).
    */
   #schedule(): void {
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
+      if (this.#journal) {
+        this.#writeJournal();
+        return;
+      }
       // SQLite writes synchronously: no promise to chain, nothing else can run meanwhile.
       if (this.#writeSqliteNow()) {
         if (this.#queue.length) this.#schedule();
@@ -146,62 +241,123 @@ export class AuditLog {
     });
   }
 
-  /**
-   * Chain a batch onto the current head: one record per event, which is inserted as it is and
-   * handed to its caller.
-   */
-  #link(batch: Pending[], headSeq: number, headHash: string): AuditRecord[] {
-    let seq = headSeq;
-    let prev = headHash;
-    const now = Date.now();
-    const rows = new Array<AuditRecord>(batch.length);
-    for (let i = 0; i < batch.length; i++) {
-      const p = batch[i]!;
-      const e = p.input;
-      const r: AuditRecord = {
-        seq: ++seq,
-        id: newEventId(now),
-        at: p.at,
-        type: e.type,
-        principal_subject: e.principal?.subject ?? null,
-        principal_name: e.principal?.displayName ?? null,
-        connection: e.connection ?? null,
-        session_id: e.sessionId ?? null,
-        decision: e.decision ?? null,
-        rule: e.rule ?? null,
-        data: p.data,
-        prev_hash: prev,
-        hash: "",
-      };
-      r.hash = hashEvent(r); // covers prev_hash and every other field but itself
-      prev = r.hash;
-      rows[i] = r;
+  /** Journal mode: one write for the batch; the events are durable when it returns. */
+  #writeJournal(): void {
+    const batch = this.#queue.splice(0);
+    if (!batch.length) return;
+    let lines = "";
+    for (const p of batch) lines += encodeEvent(p.fields as EventFields & { id: string });
+    const before = this.#written!.segment;
+    try {
+      this.#written = this.#journal!.write(lines);
+    } catch (e) {
+      // The journal cannot be written (disk full, …): these events are not durable. Fail closed.
+      this.#failed(batch, e);
+      return;
     }
-    return rows;
+    const after = this.#journal!.position.segment;
+    if (after !== before) this.#thread?.postMessage({ writing: after } satisfies IngesterRequest);
+    const records = batch.map((p) => ({ seq: 0, id: p.fields.id!, ...p.fields, prev_hash: "", hash: "" }) as AuditRecord);
+    this.#committed(batch, records);
   }
 
   /**
-   * SQLite: one synchronous IMMEDIATE transaction with prepared statements (better-sqlite3),
-   * skipping Kysely's per-query compile and async hops. The statements are prepared on first use
-   * and kept; a failed prepare (no table yet) is retried on the next batch.
+   * Journal mode fails closed on the store too: while the writer cannot link events into the
+   * store, or is far behind, new events are refused (the gate refuses their operations) rather
+   * than piling up where no one can search or verify them.
    */
-  #sqliteWriter(db: NonNullable<Store["sqlite"]>): (batch: Pending[]) => AuditRecord[] {
-    const head = db.prepare(HEAD_SQL).raw();
-    const insert = db.prepare(INSERT_SQL);
-    const write = db.transaction((batch: Pending[]) => {
-      const h = head.get() as [number, string] | undefined;
-      const rows = this.#link(batch, h ? Number(h[0]) : 0, h ? h[1] : GENESIS_HASH);
-      for (const r of rows) insert.run(r.seq, r.id, r.at, r.type, r.principal_subject, r.principal_name, r.connection, r.session_id, r.decision, r.rule, r.data, r.prev_hash, r.hash);
-      return rows;
+  #journalRefusal(): GatehouseError | undefined {
+    if (this.#ingestFailing) return new GatehouseError("STORE_UNAVAILABLE", `the audit trail cannot be written to the store (${this.#ingestFailing}); operations are refused until it can`);
+    const w = this.#written!;
+    const behind = (w.segment - this.#ingested.segment) * this.#journal!.segmentBytes + (w.offset - this.#ingested.offset);
+    if (behind > MAX_BACKLOG_BYTES) return new GatehouseError("STORE_UNAVAILABLE", `the audit writer is ${Math.round(behind / 1048576)} MiB behind; operations are refused until it catches up`);
+    return undefined;
+  }
+
+  #nudge(): void {
+    if (this.#thread) this.#thread.postMessage({ nudge: true } satisfies IngesterRequest);
+    else this.#ingestHere();
+  }
+
+  #ingestFailure(message: string): void {
+    this.#ingestFailing = message;
+    this.writeError = `audit journal ingestion: ${message}`;
+  }
+
+  #ingestedTo(at: JournalPosition): void {
+    if (this.#ingestFailing !== undefined) {
+      this.#ingestFailing = undefined;
+      if (this.writeError?.startsWith("audit journal ingestion")) this.writeError = undefined;
+    }
+    this.#ingested = at;
+    if (!this.#waiters.length) return;
+    const still: { at: JournalPosition; resolve: () => void }[] = [];
+    for (const w of this.#waiters) {
+      if (comparePositions(at, w.at) >= 0) w.resolve();
+      else still.push(w);
+    }
+    this.#waiters = still;
+  }
+
+  #startThread(): void {
+    let t: Worker;
+    try {
+      t = startWriterThread(this.#store.file!);
+    } catch (e) {
+      this.#threadFailed(e as Error);
+      return;
+    }
+    this.#thread = t;
+    t.unref();
+    t.postMessage({ writing: this.#written!.segment } satisfies IngesterRequest);
+    t.on("message", (m: IngesterReply) => {
+      if ("error" in m) {
+        // Retried by the thread; the journal keeps what was written. Readiness reports it.
+        this.#ingestFailure(m.error);
+        return;
+      }
+      this.#ingestedTo(m.at);
     });
-    return (batch) => write.immediate(batch);
+    const gone = (e: Error) => {
+      if (this.#thread !== t) return;
+      this.#thread = undefined;
+      this.#threadFailed(e);
+    };
+    t.on("error", gone);
+    t.on("exit", (code) => gone(new Error(`the audit writer thread exited (code ${code})`)));
+  }
+
+  /** The writer thread is gone: the event loop ingests the journal itself, on a timer. */
+  #threadFailed(e: Error): void {
+    this.#onThreadError?.(e);
+    if (!this.#journal || this.#fallback) return;
+    const ingester = new JournalIngester(this.#store.sqlite!, this.#store.file!);
+    const timer = setInterval(() => this.#ingestHere(), FALLBACK_INGEST_MS);
+    timer.unref();
+    this.#fallback = { ingester, timer };
+    this.#ingestHere();
+  }
+
+  #ingestHere(): void {
+    const f = this.#fallback;
+    if (!f || !this.#journal) return;
+    try {
+      for (;;) {
+        const r = f.ingester.step(this.#journal.position.segment);
+        this.#ingestedTo(r.at);
+        if (!r.more) break;
+      }
+    } catch (e) {
+      // busy (another connection writes): the next tick tries again
+      if (!isBusy(e)) this.#ingestFailure((e as Error).message);
+    }
   }
 
   /**
    * Write the next batch on the SQLite fast path, if it applies; false when the batch must take
-   * Kysely's path instead. Inside a transaction someone else opened on the shared handle,
-   * better-sqlite3 would nest ours as a savepoint that could roll back with theirs: Kysely's
-   * path waits for it.
+   * Kysely's path instead: inside a transaction someone else opened on the shared handle
+   * (better-sqlite3 would nest ours as a savepoint that could roll back with theirs), or while
+   * another connection holds the write lock (Kysely's path waits for it without blocking).
    */
   #writeSqliteNow(): boolean {
     const sqlite = this.#store.sqlite;
@@ -210,9 +366,13 @@ export class AuditLog {
     if (!batch.length) return true;
     let records: AuditRecord[];
     try {
-      this.#sqliteWrite ??= this.#sqliteWriter(sqlite);
-      records = this.#sqliteWrite(batch);
+      this.#sqliteWrite ??= sqliteAppender(sqlite);
+      records = this.#sqliteWrite(batch.map((p) => p.fields));
     } catch (e) {
+      if (isBusy(e)) {
+        this.#queue.unshift(...batch);
+        return false;
+      }
       this.#failed(batch, e);
       return true;
     }
@@ -220,7 +380,7 @@ export class AuditLog {
     return true;
   }
 
-  /** Kysely's path: PostgreSQL, or SQLite while its handle is inside another transaction. */
+  /** Kysely's path: PostgreSQL, or SQLite while its handle is busy or inside another transaction. */
   async #flushAsync(): Promise<void> {
     const batch = this.#queue.splice(0, MAX_BATCH);
     if (!batch.length) return;
@@ -229,7 +389,11 @@ export class AuditLog {
       records = await this.#store.db.transaction().execute(async (trx) => {
         if (this.#store.kind === "postgres") await sql`select pg_advisory_xact_lock(${CHAIN_LOCK_KEY})`.execute(trx);
         const head = await trx.selectFrom("audit_events").select(["seq", "hash"]).orderBy("seq", "desc").limit(1).executeTakeFirst();
-        const rows = this.#link(batch, head ? Number(head.seq) : 0, head?.hash ?? GENESIS_HASH);
+        const rows = linkEvents(
+          batch.map((p) => p.fields),
+          head ? Number(head.seq) : 0,
+          head?.hash ?? GENESIS_HASH,
+        );
         await trx.insertInto("audit_events").values(rows).execute();
         return rows;
       });

@@ -38,6 +38,16 @@ export function register(program: Command): void {
         }
         const logger = createLogger(cfg.logging.level);
         if (cfg.identity.devIssuer.enabled) logger.warn("the development issuer is enabled: anyone who can read its key file can mint tokens; never do this in production");
+        // Signals are taken from the start: one that arrives while the gateway starts stops it
+        // as soon as it is up (the default action would kill it mid-write).
+        const stopped = new Promise<void>((resolve) => {
+          const stop = (signal: string) => {
+            logger.info({ signal }, "shutdown requested");
+            resolve();
+          };
+          process.once("SIGTERM", () => stop("SIGTERM"));
+          process.once("SIGINT", () => stop("SIGINT"));
+        });
         let gw: Gateway;
         try {
           gw = await startGateway(cfg, { logger });
@@ -46,14 +56,7 @@ export function register(program: Command): void {
           throw e;
         }
         if (o.demo) await printDemoBanner(cfg, gw);
-        await new Promise<void>((resolve) => {
-          const stop = (signal: string) => {
-            logger.info({ signal }, "shutdown requested");
-            resolve();
-          };
-          process.once("SIGTERM", () => stop("SIGTERM"));
-          process.once("SIGINT", () => stop("SIGINT"));
-        });
+        await stopped;
         const timer = setTimeout(() => {
           logger.error("graceful shutdown took more than 20 s; exiting");
           process.exit(1);

@@ -12,7 +12,7 @@ import { appendFile, mkdir, open, rm, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { crc32 } from "node:zlib";
 import { GatehouseError } from "../domain/errors.ts";
-import type { Store } from "../store/store.ts";
+import { isBusy, type Store } from "../store/store.ts";
 import { RECORDING_FORMAT, RECORDING_VERSION } from "./format.ts";
 
 export interface ChunkWrite {
@@ -55,8 +55,13 @@ export class StoreSink implements RecordingSink {
     // Synchronous prepared statements for SQLite, unless someone else's transaction is open on the
     // shared handle (ours would become a savepoint inside theirs).
     if (this.#insert && !this.store.sqlite?.inTransaction) {
-      this.#insert(batch);
-      return;
+      try {
+        this.#insert(batch);
+        return;
+      } catch (e) {
+        // Another connection holds the write lock: Kysely's path waits for it without blocking.
+        if (!isBusy(e)) throw e;
+      }
     }
     for (let i = 0; i < batch.length; i += 200) {
       await this.store.db

@@ -9,7 +9,7 @@ import { createRequire } from "node:module";
 import { dirname, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
 import BetterSqlite3 from "better-sqlite3";
-import { Kysely, type Migration, type MigrationProvider, Migrator, PostgresDialect, SqliteDialect, sql } from "kysely";
+import { CompiledQuery, type DatabaseConnection, type Driver, Kysely, type Migration, type MigrationProvider, Migrator, PostgresDialect, type QueryResult, SqliteDialect, SqliteDriver, sql } from "kysely";
 import pg from "pg";
 import { GatehouseError } from "../domain/errors.ts";
 import * as m001 from "./migrations/001-initial.ts";
@@ -33,8 +33,14 @@ export interface Store {
   readonly db: Kysely<Database>;
   /** A description safe to log (no password). */
   readonly description: string;
-  /** The better-sqlite3 handle of a SQLite store, for hot paths that bypass Kysely (audit appends). */
+  /**
+   * The better-sqlite3 handle of a SQLite store, for hot paths that bypass Kysely. It never waits
+   * for a lock (busy_timeout 0: a wait would sleep in the event loop): a caller that meets
+   * SQLITE_BUSY takes Kysely's path, which waits asynchronously (see isBusy).
+   */
   readonly sqlite?: BetterSqlite3.Database;
+  /** The SQLite database file (absent for `:memory:` and PostgreSQL): other threads open their own connection. */
+  readonly file?: string;
   migrate(): Promise<string[]>;
   /** True when the store answers a trivial query. */
   ping(): Promise<boolean>;
@@ -77,7 +83,61 @@ function checkpointInBackground(database: BetterSqlite3.Database, file: string):
   };
 }
 
-function sqliteDialect(path: string): { dialect: SqliteDialect; description: string; database: BetterSqlite3.Database } {
+/** SQLITE_BUSY and its extended codes: another connection holds the lock; try again later. */
+export function isBusy(e: unknown): boolean {
+  return typeof (e as { code?: unknown })?.code === "string" && (e as { code: string }).code.startsWith("SQLITE_BUSY");
+}
+
+/** How long a statement keeps retrying a busy database before it fails. */
+const BUSY_GIVE_UP_MS = 5_000;
+
+/**
+ * Retry `run` while the database is busy, waiting between tries with timers (the event loop keeps
+ * serving) instead of SQLite's busy handler (which would sleep in the calling thread).
+ */
+async function retryBusy<T>(run: () => Promise<T>): Promise<T> {
+  const started = Date.now();
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await run();
+    } catch (e) {
+      if (!isBusy(e) || Date.now() - started > BUSY_GIVE_UP_MS) throw e;
+      await new Promise((r) => (attempt === 0 ? setImmediate(r) : setTimeout(r, Math.min(2 ** (attempt - 1), 50))));
+    }
+  }
+}
+
+/**
+ * Kysely's SQLite driver, with every statement retried asynchronously while the database is busy
+ * and transactions begun IMMEDIATE (the write lock is taken — or waited for — at BEGIN, so no
+ * statement inside a transaction meets SQLITE_BUSY). The writer on another thread (the audit
+ * writer) and other processes (the CLI) can hold the lock; this connection never sleeps for it.
+ */
+class NonBlockingSqliteDriver extends SqliteDriver {
+  override async acquireConnection(): Promise<DatabaseConnection> {
+    const c = await super.acquireConnection();
+    return {
+      executeQuery: <R>(q: CompiledQuery): Promise<QueryResult<R>> => retryBusy(() => c.executeQuery<R>(q)),
+      streamQuery: <R>(q: CompiledQuery, chunkSize?: number) => c.streamQuery<R>(q, chunkSize),
+    };
+  }
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw("begin immediate"));
+  }
+}
+
+class NonBlockingSqliteDialect extends SqliteDialect {
+  readonly #database: BetterSqlite3.Database;
+  constructor(database: BetterSqlite3.Database) {
+    super({ database });
+    this.#database = database;
+  }
+  override createDriver(): Driver {
+    return new NonBlockingSqliteDriver({ database: this.#database });
+  }
+}
+
+function sqliteDialect(path: string): { dialect: SqliteDialect; description: string; database: BetterSqlite3.Database; file?: string } {
   let file = path;
   if (file !== ":memory:") {
     file = resolve(file);
@@ -89,10 +149,11 @@ function sqliteDialect(path: string): { dialect: SqliteDialect; description: str
   // docs/operations.md; PostgreSQL is the store for strict durability.
   database.pragma("journal_mode = WAL");
   database.pragma("synchronous = NORMAL");
-  database.pragma("busy_timeout = 5000");
+  // Never sleep in the event loop for a lock: NonBlockingSqliteDriver waits asynchronously.
+  database.pragma("busy_timeout = 0");
   database.pragma("foreign_keys = ON");
   if (file !== ":memory:") checkpointInBackground(database, file);
-  return { dialect: new SqliteDialect({ database }), description: `sqlite:${file}`, database };
+  return { dialect: new NonBlockingSqliteDialect(database), description: `sqlite:${file}`, database, ...(file !== ":memory:" ? { file } : {}) };
 }
 
 function postgresDialect(url: string, poolSize: number): { dialect: PostgresDialect; description: string } {
@@ -112,7 +173,7 @@ function postgresDialect(url: string, poolSize: number): { dialect: PostgresDial
 
 export async function openStore(url: string, opts: { poolSize?: number; migrate?: boolean } = {}): Promise<Store> {
   let kind: StoreKind;
-  let made: { dialect: SqliteDialect | PostgresDialect; description: string; database?: BetterSqlite3.Database };
+  let made: { dialect: SqliteDialect | PostgresDialect; description: string; database?: BetterSqlite3.Database; file?: string };
   if (url.startsWith("sqlite:")) {
     kind = "sqlite";
     made = sqliteDialect(url.slice("sqlite:".length) || ":memory:");
@@ -127,6 +188,7 @@ export async function openStore(url: string, opts: { poolSize?: number; migrate?
     kind,
     db,
     ...(made.database ? { sqlite: made.database } : {}),
+    ...(made.file ? { file: made.file } : {}),
     description: made.description,
     async migrate() {
       const migrator = new Migrator({ db, provider: new StaticMigrations(), migrationTableName: "gatehouse_migrations", migrationLockTableName: "gatehouse_migrations_lock" });

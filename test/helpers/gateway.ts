@@ -63,7 +63,8 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
   const connection = "pg-test";
   const input: ConfigInput = {
     identity: { issuers: [{ issuer: idp.issuer, audiences: [idp.audience] }], groupNames: { [GROUPS.aiAgents]: "ai-agents", [GROUPS.dba]: "dba" } },
-    store: { url: "sqlite::memory:" },
+    // A file store, as the gateway's default is: audit events go through the audit journal.
+    store: { url: `sqlite:${join(dir, "gatehouse.db")}` },
     api: { host: "127.0.0.1", port: 0 },
     listeners: { postgres: { host: "127.0.0.1", port: 0, tls: { selfSignedDir: join(dir, "tls") } } },
     connections: [{ name: connection, protocol: "postgres", postgres: { host: PG_HOST, port: PG_PORT, database: db.name, user: PG_ADMIN_USER, tls: "disable" }, ...(opts.connectionPolicy ? { policy: opts.connectionPolicy } : {}) }],

@@ -1,0 +1,123 @@
+import assert from "node:assert/strict";
+import { appendFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { openStore, type Store } from "../store/store.ts";
+import { newEventId } from "./append.ts";
+import { encodeEvent, journalDir, JournalWriter } from "./journal.ts";
+import { AuditLog, verifyChain } from "./log.ts";
+
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+async function fileStore(): Promise<{ store: Store; file: string }> {
+  const dir = mkdtempSync(join(tmpdir(), "gh-journal-"));
+  dirs.push(dir);
+  const file = join(dir, "g.db");
+  return { store: await openStore(`sqlite:${file}`), file };
+}
+
+const line = (type: string, i: number) => encodeEvent({ id: newEventId(), at: 1_700_000_000_000 + i, type, principal_subject: "s", principal_name: "S", connection: "c", session_id: null, decision: null, rule: null, data: `{"i":${i}}` });
+
+describe("the audit journal", () => {
+  test("events are durable when appended, linked into the store by the writer thread, in order, and the chain verifies", async () => {
+    const { store } = await fileStore();
+    const log = new AuditLog(store, { journal: true, journalSegmentBytes: 4096 });
+    try {
+      assert.ok(log.journaled);
+      const recs = [];
+      for (let round = 0; round < 20; round++) recs.push(...(await Promise.all(Array.from({ length: 10 }, (_, i) => log.append({ type: "t", data: { n: round * 10 + i } })))));
+      assert.equal(recs[0]!.seq, 0, "not linked yet when the append resolves");
+      await log.drain();
+      const rows = await store.db.selectFrom("audit_events").selectAll().orderBy("seq").execute();
+      assert.equal(rows.length, 200);
+      assert.deepEqual(
+        rows.map((r) => JSON.parse(r.data).n),
+        Array.from({ length: 200 }, (_, i) => i),
+        "appended order is chain order",
+      );
+      assert.deepEqual(
+        rows.map((r) => r.id),
+        recs.map((r) => r.id),
+        "ids are the ones handed out at append",
+      );
+      assert.equal((await verifyChain(store)).ok, true);
+      const linked = await log.appendLinked({ type: "linked" });
+      assert.equal(linked.seq, 201);
+      assert.match(linked.hash, /^[0-9a-f]{64}$/);
+      // Segments rotated (4 KiB each) and the ingested ones were deleted.
+      await log.drain();
+      assert.ok(readdirSync(journalDir((store as { file: string }).file)).length <= 2);
+    } finally {
+      await log.close();
+      await store.close();
+    }
+  });
+
+  test("after a crash the journal's lines are ingested first, once; a torn last line is skipped", async () => {
+    const { store, file } = await fileStore();
+    // Another process wrote these and died before they were ingested: two segments, the first
+    // ending in a line torn by a power loss.
+    const w = new JournalWriter(file, { segment: 0, offset: 0 });
+    w.write(line("before.1", 1) + line("before.2", 2));
+    w.close();
+    appendFileSync(join(journalDir(file), "00000001.jsonl"), '["torn"');
+    const w2 = new JournalWriter(file, { segment: 0, offset: 0 });
+    w2.write(line("before.3", 3));
+    w2.close();
+    const log = new AuditLog(store, { journal: true });
+    try {
+      await log.append({ type: "after" });
+      await log.drain();
+      const types = (await store.db.selectFrom("audit_events").select("type").orderBy("seq").execute()).map((r) => r.type);
+      assert.deepEqual(types, ["before.1", "before.2", "before.3", "after"]);
+      assert.equal((await verifyChain(store)).ok, true);
+    } finally {
+      await log.close();
+    }
+    // A restart ingests nothing twice.
+    const again = new AuditLog(store, { journal: true });
+    try {
+      await again.append({ type: "after.restart" });
+      await again.drain();
+      const types = (await store.db.selectFrom("audit_events").select("type").orderBy("seq").execute()).map((r) => r.type);
+      assert.deepEqual(types, ["before.1", "before.2", "before.3", "after", "after.restart"]);
+    } finally {
+      await again.close();
+      await store.close();
+    }
+  });
+
+  test("a journal that cannot be written fails the append (fail closed)", async () => {
+    const { store, file } = await fileStore();
+    const log = new AuditLog(store, { journal: true, journalSegmentBytes: 64 });
+    try {
+      await log.append({ type: "ok", data: { pad: "x".repeat(100) } }); // fills the first segment
+      // The next segment cannot be created: its directory is now a file.
+      rmSync(journalDir(file), { recursive: true, force: true });
+      writeFileSync(journalDir(file), "not a directory");
+      await assert.rejects(log.append({ type: "lost" }), (e: unknown) => (e as { code?: string }).code === "GH-STORE-001");
+      assert.match(log.writeError ?? "", /ENOTDIR/);
+    } finally {
+      await log.close().catch(() => {});
+      await store.close();
+    }
+  });
+
+  test("the CLI's logs (no journal option) and in-memory stores write to the store directly", async () => {
+    const { store } = await fileStore();
+    const log = new AuditLog(store);
+    assert.equal(log.journaled, false);
+    const r = await log.append({ type: "direct" });
+    assert.equal(r.seq, 1);
+    await store.close();
+    const mem = await openStore("sqlite::memory:");
+    const m = new AuditLog(mem, { journal: true });
+    assert.equal(m.journaled, false);
+    assert.equal((await m.append({ type: "mem" })).seq, 1);
+    await mem.close();
+  });
+});
