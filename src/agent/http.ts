@@ -44,17 +44,16 @@ const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "te"
 const CALLER_CREDENTIALS = new Set(["authorization", "cookie", "x-gatehouse-token", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"]);
 
 /** Drop hop-by-hop headers (and those the Connection header names). */
-export function endToEnd(headers: Record<string, string | string[] | undefined>, extraDrop: ReadonlySet<string> = new Set()): Record<string, string | string[]> {
-  const named = new Set(
-    String(headers.connection ?? "")
-      .split(",")
-      .map((x) => x.trim().toLowerCase())
-      .filter(Boolean),
-  );
+export function endToEnd(headers: Record<string, string | string[] | undefined>, extraDrop?: ReadonlySet<string>): Record<string, string | string[]> {
+  const c = headers.connection;
+  const named = c === undefined ? undefined : new Set(String(c).split(",").map((x) => x.trim().toLowerCase()));
   const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(headers)) {
+  for (const k in headers) {
+    const v = headers[k];
+    if (v === undefined) continue;
+    // Keys are lower case already when they come from our parser; others (a caller's object) may not be.
     const n = k.toLowerCase();
-    if (v === undefined || HOP_BY_HOP.has(n) || named.has(n) || extraDrop.has(n)) continue;
+    if (HOP_BY_HOP.has(n) || extraDrop?.has(n) || named?.has(n)) continue;
     out[n] = v;
   }
   return out;

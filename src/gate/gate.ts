@@ -66,7 +66,11 @@ export function auditOperation(op: Operation): Record<string, unknown> {
     out.textTruncated = true;
     out.textSha256 = createHash("sha256").update(op.text).digest("hex");
   }
-  if (op.parameters) {
+  if (op.http) {
+    // The body's hash is an HTTP operation's one parameter (what an approval binds).
+    const h = op.http;
+    out.http = { method: h.method, path: h.path, bodyBytes: h.bodyBytes, bodySha256: h.bodySha256, ...(h.git ? { git: h.git } : {}) };
+  } else if (op.parameters) {
     out.parameterCount = op.parameters.length;
     out.parametersSha256 = createHash("sha256").update(JSON.stringify(op.parameters)).digest("hex");
   }
