@@ -1,7 +1,8 @@
 // HTTP gate benchmark: `wrk` (16 connections, keep-alive) against a small JSON response from a Node
 // target, in one run: direct to the target; through a bare node:http reverse proxy (no policy — the
 // ceiling for any Node HTTP gate); through nginx as a reverse proxy (keep-alive upstream); and
-// through Gatehouse with the full gate on (token check, policy, audit, recording). Prints requests/s
+// through Gatehouse with the full gate on (token check, policy, audit, recording), and the same
+// gate with recording off (where the time goes). Prints requests/s
 // and p50/p99 latency per row, and Gatehouse's ratios to each baseline.
 //
 //   npm run bench:http                  # 10 s per row
@@ -112,8 +113,8 @@ http {
   return { port };
 }
 
-async function gatehouseRow(dir: string, upstream: number): Promise<{ port: number; token: string }> {
-  const d = join(dir, "gatehouse");
+async function gatehouseRow(dir: string, upstream: number, opts: { recording?: boolean } = {}): Promise<{ port: number; token: string }> {
+  const d = join(dir, opts.recording === false ? "gatehouse-norec" : "gatehouse");
   mkdirSync(d, { recursive: true });
   const [httpPort, apiPort] = [await freePort(), await freePort()];
   const config = {
@@ -124,6 +125,7 @@ async function gatehouseRow(dir: string, upstream: number): Promise<{ port: numb
     connections: [{ name: "svc", protocol: "http", http: { url: `http://127.0.0.1:${upstream}` } }],
     policies: [{ name: "agents-read", principals: { groups: ["ai-agents"] }, operations: { methods: ["GET"], paths: ["/**"] }, decision: "allow" }],
     logging: { level: "warn" },
+    ...(opts.recording === false ? { recording: { enabled: false } } : {}),
   };
   const file = join(d, "gatehouse.yaml");
   writeFileSync(file, JSON.stringify(config, null, 2));
@@ -160,6 +162,9 @@ async function main(): Promise<void> {
     else rows.push({ name: "nginx reverse proxy", url: `http://127.0.0.1:${ng.port}/status` });
     const gh = await gatehouseRow(dir, targetPort);
     rows.push({ name: "Gatehouse (full gate)", url: `http://127.0.0.1:${gh.port}/svc/status`, headers: [`Authorization: Bearer ${gh.token}`] });
+    // Where the time goes: the same gate without session recording.
+    const norec = await gatehouseRow(dir, targetPort, { recording: false });
+    rows.push({ name: "Gatehouse, recording off", url: `http://127.0.0.1:${norec.port}/svc/status`, headers: [`Authorization: Bearer ${norec.token}`] });
 
     log("warming up …");
     for (const r of rows) await wrk(r, Math.min(2, SECONDS));
@@ -188,6 +193,7 @@ async function main(): Promise<void> {
     if (runs.has("nginx reverse proxy")) ratios.push(["nginx / direct", ratio("nginx reverse proxy", "direct (Node target)")]);
     ratios.push(["Gatehouse / direct", ratio("Gatehouse (full gate)", "direct (Node target)")]);
     ratios.push(["Gatehouse / bare node proxy (target ≥ 0.95)", ratio("Gatehouse (full gate)", "bare node:http proxy")]);
+    ratios.push(["Gatehouse recording off / bare node proxy", ratio("Gatehouse, recording off", "bare node:http proxy")]);
     if (runs.has("nginx reverse proxy")) ratios.push(["Gatehouse / nginx", ratio("Gatehouse (full gate)", "nginx reverse proxy")]);
     out.push(table(["ratio (req/s)", "value"], ratios));
     for (const s of skipped) out.push(`\nskipped — ${s}`);
