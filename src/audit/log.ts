@@ -117,6 +117,8 @@ export class AuditLog {
   /** Why the last ingestion failed, until one succeeds. */
   #ingestFailing: string | undefined;
   #waiters: { at: JournalPosition; resolve: () => void }[] = [];
+  #chunkBatch = 0;
+  #chunkWaiters = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
   /** Set while the last write failed (readiness reports it), cleared by the next success. */
   writeError: string | undefined;
   /** Observers (metrics, logs) of events once durable. */
@@ -311,6 +313,13 @@ export class AuditLog {
     t.unref();
     t.postMessage({ writing: this.#written!.segment } satisfies IngesterRequest);
     t.on("message", (m: IngesterReply) => {
+      if ("chunksDone" in m) {
+        const w = this.#chunkWaiters.get(m.chunksDone);
+        this.#chunkWaiters.delete(m.chunksDone);
+        if (m.error === undefined) w?.resolve();
+        else w?.reject(new Error(m.error));
+        return;
+      }
       if ("error" in m) {
         // Retried by the thread; the journal keeps what was written. Readiness reports it.
         this.#ingestFailure(m.error);
@@ -327,8 +336,24 @@ export class AuditLog {
     t.on("exit", (code) => gone(new Error(`the audit writer thread exited (code ${code})`)));
   }
 
+  /**
+   * Insert recording chunks on the writer thread (another use of it: the blobs' inserts stay off
+   * the event loop). Undefined when there is no writer thread: the caller writes them itself.
+   */
+  writeChunksOffThread(rows: { sessionId: string; seq: number; at: number; data: Buffer }[]): Promise<void> | undefined {
+    const t = this.#thread;
+    if (!t) return undefined;
+    const n = ++this.#chunkBatch;
+    return new Promise<void>((resolve, reject) => {
+      this.#chunkWaiters.set(n, { resolve, reject });
+      t.postMessage({ chunks: n, rows: rows.map((r) => [r.sessionId, r.seq, r.at, r.data] as [string, number, number, Uint8Array]) } satisfies IngesterRequest);
+    });
+  }
+
   /** The writer thread is gone: the event loop ingests the journal itself, on a timer. */
   #threadFailed(e: Error): void {
+    for (const w of this.#chunkWaiters.values()) w.reject(e);
+    this.#chunkWaiters.clear();
     this.#onThreadError?.(e);
     if (!this.#journal || this.#fallback) return;
     const ingester = new JournalIngester(this.#store.sqlite!, this.#store.file!);

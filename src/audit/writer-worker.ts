@@ -10,10 +10,13 @@ import { parentPort, workerData } from "node:worker_threads";
 import BetterSqlite3 from "better-sqlite3";
 import { JournalIngester, type JournalPosition } from "./journal.ts";
 
-/** From the event loop: the segment being written (never deleted), "ingest now", or stop. */
-export type IngesterRequest = { writing: number } | { nudge: true } | { close: true };
-/** To the event loop: ingested up to `at`, or the last attempt failed (it is retried). */
-export type IngesterReply = { at: JournalPosition } | { error: string };
+/**
+ * From the event loop: the segment being written (never deleted), "ingest now", a batch of
+ * recording chunks to insert, or stop.
+ */
+export type IngesterRequest = { writing: number } | { nudge: true } | { close: true } | { chunks: number; rows: [string, number, number, Uint8Array][] };
+/** To the event loop: ingested up to `at`, the last attempt failed (it is retried), or a chunk batch's outcome. */
+export type IngesterReply = { at: JournalPosition } | { error: string } | { chunksDone: number; error?: string };
 
 const POLL_MS = 5;
 const port = parentPort!;
@@ -23,6 +26,24 @@ db.pragma("busy_timeout = 5000");
 db.pragma("synchronous = NORMAL");
 const ingester = new JournalIngester(db, file);
 let writing: number | undefined;
+let insertChunks: ((rows: [string, number, number, Uint8Array][]) => void) | undefined;
+
+/** Recording chunks (src/recording/sinks.ts) in one transaction, off the event loop too. */
+function chunks(n: number, rows: [string, number, number, Uint8Array][]): void {
+  try {
+    if (!insertChunks) {
+      const ins = db.prepare("INSERT INTO recording_chunks (session_id, seq, at, bytes, data) VALUES (?, ?, ?, ?, ?)");
+      const tx = db.transaction((batch: [string, number, number, Uint8Array][]) => {
+        for (const [sessionId, seq, at, data] of batch) ins.run(sessionId, seq, at, data.length, Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+      });
+      insertChunks = (batch) => tx.immediate(batch);
+    }
+    insertChunks(rows);
+    port.postMessage({ chunksDone: n } satisfies IngesterReply);
+  } catch (e) {
+    port.postMessage({ chunksDone: n, error: (e as Error).message } satisfies IngesterReply);
+  }
+}
 let timer: NodeJS.Timeout | undefined;
 let last = "";
 
@@ -54,6 +75,7 @@ port.on("message", (m: IngesterRequest) => {
     return;
   }
   if ("writing" in m) writing = m.writing;
+  else if ("chunks" in m) chunks(m.chunks, m.rows);
   else cycle();
 });
 cycle();

@@ -19,7 +19,7 @@ import type { Logger } from "../observability/logger.ts";
 import type { GatewayMetrics } from "../observability/metrics.ts";
 import type { Store } from "../store/store.ts";
 import { FRAME_HEADER_BYTES, FrameKind, frameHeader, type RecordingEvent } from "./format.ts";
-import { type ChunkWrite, openSink, type RecordingSink } from "./sinks.ts";
+import { type ChunkOffload, type ChunkWrite, openSink, type RecordingSink } from "./sinks.ts";
 
 /** A session with this much unflushed data triggers a flush at once. */
 const FLUSH_SOON_BYTES = 1 << 20;
@@ -152,6 +152,8 @@ export interface RecordingServiceDeps {
   metrics: GatewayMetrics;
   /** For tests: a sink to use instead of the configured one. */
   sink?: RecordingSink;
+  /** Store storage: where chunk batches can be inserted off the event loop (the audit writer thread). */
+  offload?: ChunkOffload;
 }
 
 export class RecordingService {
@@ -170,7 +172,7 @@ export class RecordingService {
   constructor(deps: RecordingServiceDeps) {
     this.#d = deps;
     this.enabled = deps.config.enabled;
-    this.sink = deps.sink ?? openSink(deps.store, deps.config.storage, deps.config.directory);
+    this.sink = deps.sink ?? openSink(deps.store, deps.config.storage, deps.config.directory, deps.offload);
     if (this.enabled) {
       this.#timer = setInterval(() => void this.flush(), Math.max(10, deps.config.flushInterval * 1000));
       this.#timer.unref();

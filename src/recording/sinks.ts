@@ -37,10 +37,16 @@ export interface RecordingSink {
   forget?(sessionId: string): void;
 }
 
+/** Writes chunk batches somewhere other than the event loop (the audit writer thread), if it can. */
+export type ChunkOffload = (batch: ChunkWrite[]) => Promise<void> | undefined;
+
 export class StoreSink implements RecordingSink {
   readonly kind = "store";
   #insert: ((batch: ChunkWrite[]) => void) | undefined;
-  constructor(private readonly store: Store) {
+  constructor(
+    private readonly store: Store,
+    private readonly offload?: ChunkOffload,
+  ) {
     const db = store.sqlite;
     if (db) {
       const ins = db.prepare("INSERT INTO recording_chunks (session_id, seq, at, bytes, data) VALUES (?, ?, ?, ?, ?)");
@@ -52,6 +58,8 @@ export class StoreSink implements RecordingSink {
 
   async write(batch: ChunkWrite[]): Promise<void> {
     if (!batch.length) return;
+    const off = this.offload?.(batch);
+    if (off) return off;
     // Synchronous prepared statements for SQLite, unless someone else's transaction is open on the
     // shared handle (ours would become a savepoint inside theirs).
     if (this.#insert && !this.store.sqlite?.inTransaction) {
@@ -190,8 +198,8 @@ export class DirectorySink implements RecordingSink {
   }
 }
 
-export function openSink(store: Store, storage: "store" | "directory", directory: string): RecordingSink {
-  return storage === "directory" ? new DirectorySink(directory) : new StoreSink(store);
+export function openSink(store: Store, storage: "store" | "directory", directory: string, offload?: ChunkOffload): RecordingSink {
+  return storage === "directory" ? new DirectorySink(directory) : new StoreSink(store, offload);
 }
 
 /** Check a directory can be written to (start-up check). */
