@@ -83,7 +83,11 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
   const store = await openStore(config.store.url, { poolSize: config.store.poolSize });
   // On a SQLite file store audit events are made durable in the audit journal and linked into
   // the store by the writer thread: no database transaction in the forwarding event loop.
-  const audit = new AuditLog(store, { journal: true, onThreadError: (e) => logger.error({ err: e.message }, "audit writer thread failed; the event loop ingests the audit journal itself") });
+  const audit = new AuditLog(store, {
+    journal: true,
+    onThreadError: (e) => logger.error({ err: e.message }, "audit writer thread failed; the event loop ingests the audit journal itself"),
+    onWarning: (m) => logger.warn(m),
+  });
   // A journal left by a previous run (a crash) is ingested before anything else happens.
   await audit.drain();
   audit.onCommitted = (records) => {

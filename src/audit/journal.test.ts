@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { openStore, type Store } from "../store/store.ts";
 import { newEventId } from "./append.ts";
-import { encodeEvent, journalDir, JournalWriter } from "./journal.ts";
+import { claimJournal, encodeEvent, journalDir, JournalWriter } from "./journal.ts";
 import { AuditLog, verifyChain } from "./log.ts";
 
 const dirs: string[] = [];
@@ -59,8 +59,9 @@ describe("the audit journal", () => {
 
   test("after a crash the journal's lines are ingested first, once; a torn last line is skipped", async () => {
     const { store, file } = await fileStore();
-    // Another process wrote these and died before they were ingested: two segments, the first
-    // ending in a line torn by a power loss.
+    // A previous gateway on this database wrote these and died before they were ingested: two
+    // segments, the first ending in a line torn by a power loss.
+    assert.equal(claimJournal(store.sqlite!, file), undefined);
     const w = new JournalWriter(file, { segment: 0, offset: 0 });
     w.write(line("before.1", 1) + line("before.2", 2));
     w.close();
@@ -88,6 +89,33 @@ describe("the audit journal", () => {
     } finally {
       await again.close();
       await store.close();
+    }
+  });
+
+  test("a journal left by another database is moved aside, never ingested into this chain", async () => {
+    const { store, file } = await fileStore();
+    const first = new AuditLog(store, { journal: true });
+    await first.append({ type: "mine" });
+    await first.close();
+    // The database is replaced (say, restored from elsewhere) while the old journal stays, with
+    // a line the old database never ingested.
+    await store.close();
+    for (const f of [file, `${file}-wal`, `${file}-shm`]) rmSync(f, { force: true });
+    appendFileSync(join(journalDir(file), "00000009.jsonl"), line("foreign", 1));
+    const fresh = await openStore(`sqlite:${file}`);
+    const warnings: string[] = [];
+    const log = new AuditLog(fresh, { journal: true, onWarning: (m) => warnings.push(m) });
+    try {
+      await log.append({ type: "new" });
+      await log.drain();
+      const types = (await fresh.db.selectFrom("audit_events").select("type").orderBy("seq").execute()).map((r) => r.type);
+      assert.deepEqual(types, ["new"]);
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0]!, /belongs to another database.*moved it to .*orphaned/);
+      assert.ok(readdirSync(join(file, "..")).some((n) => n.includes("-audit-journal.orphaned-")));
+    } finally {
+      await log.close();
+      await fresh.close();
     }
   });
 

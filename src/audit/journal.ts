@@ -18,7 +18,8 @@
 //
 // Never: acknowledge an event before its line is written; ingest a line twice or out of order.
 
-import { closeSync, mkdirSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from "node:fs";
+import { randomUUID } from "node:crypto";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type BetterSqlite3 from "better-sqlite3";
 import { type EventFields, sqliteAppender } from "./append.ts";
@@ -118,6 +119,38 @@ export class JournalWriter {
   close(): void {
     closeSync(this.#fd);
   }
+}
+
+const ID_FILE = "journal-id";
+const ID_KEY = "audit.journal_id";
+
+/**
+ * Make sure the journal directory belongs to this database: both carry the same id (the store in
+ * `gatehouse_meta`, the directory in a `journal-id` file). A directory with another id — the
+ * database was replaced or restored while an old journal stayed — is moved aside, never
+ * ingested into a chain it does not belong to. Returns a warning when it moved one.
+ */
+export function claimJournal(db: BetterSqlite3.Database, dbFile: string): string | undefined {
+  const dir = journalDir(dbFile);
+  const row = db.prepare("SELECT value FROM gatehouse_meta WHERE key = ?").get(ID_KEY) as { value: string } | undefined;
+  let id = row?.value;
+  if (!id) {
+    id = randomUUID();
+    db.prepare("INSERT INTO gatehouse_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(ID_KEY, id);
+  }
+  let warning: string | undefined;
+  const idFile = join(dir, ID_FILE);
+  if (existsSync(dir)) {
+    const dirId = existsSync(idFile) ? readFileSync(idFile, "utf8").trim() : undefined;
+    if (dirId !== id && (dirId !== undefined || segments(dir).length > 0)) {
+      const aside = `${dir}.orphaned-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+      renameSync(dir, aside);
+      warning = `the audit journal in ${dir} belongs to another database (journal id ${dirId ?? "none"}, database ${id}); moved it to ${aside} without ingesting it`;
+    }
+  }
+  mkdirSync(dir, { recursive: true });
+  if (!existsSync(idFile)) writeFileSync(idFile, `${id}\n`);
+  return warning;
 }
 
 /** Where ingestion got to (in the store). */

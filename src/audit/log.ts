@@ -38,7 +38,7 @@ import { sql } from "kysely";
 import { GatehouseError } from "../domain/errors.ts";
 import { isBusy, type Store } from "../store/store.ts";
 import { type EventFields, linkEvents, newEventId, sqliteAppender } from "./append.ts";
-import { comparePositions, encodeEvent, ingestedPosition, JournalIngester, type JournalPosition, JournalWriter } from "./journal.ts";
+import { claimJournal, comparePositions, encodeEvent, ingestedPosition, JournalIngester, type JournalPosition, JournalWriter } from "./journal.ts";
 import type { IngesterReply, IngesterRequest } from "./writer-worker.ts";
 import { type AuditRecord, canonicalJson, GENESIS_HASH } from "./chain.ts";
 
@@ -97,6 +97,8 @@ export interface AuditLogOptions {
   journalSegmentBytes?: number;
   /** Told when the writer thread fails (the event loop then ingests the journal itself). */
   onThreadError?: (e: Error) => void;
+  /** Told when a journal that belongs to another database was moved aside. */
+  onWarning?: (message: string) => void;
 }
 
 export class AuditLog {
@@ -129,6 +131,8 @@ export class AuditLog {
     this.#now = opts.now ?? Date.now;
     this.#onThreadError = opts.onThreadError;
     if (opts.journal && store.kind === "sqlite" && store.file !== undefined && store.sqlite) {
+      const warning = claimJournal(store.sqlite, store.file);
+      if (warning) opts.onWarning?.(warning);
       this.#ingested = ingestedPosition(store.sqlite);
       this.#journal = new JournalWriter(store.file, this.#ingested, opts.journalSegmentBytes);
       this.#written = this.#journal.position;
