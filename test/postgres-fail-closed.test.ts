@@ -23,7 +23,7 @@ after(async () => {
 test("SQLite store: once decisions cannot reach the audit trail, statements are refused; every one that ran is audited", async () => {
   // The gateway's SQLite store takes decisions through the audit journal: a decision is durable
   // once journaled, and the writer thread links it into the store. When the store stops taking
-  // them, the writer reports it within milliseconds and from then on statements are refused —
+  // them, the writer reports it within its next pass (≤ 20 ms) and from then on statements are refused —
   // and each statement that did run has its decision in the trail once the store is back.
   const c = await connectGateway(t, await t.agentToken());
   assert.equal((await c.query("INSERT INTO ledger VALUES (1)")).rowCount, 1);

@@ -1,7 +1,7 @@
 // The audit writer thread: ingests the audit journal (journal.ts) into the store on its own
 // SQLite connection — linking each batch onto the chain head read in the same transaction — so
-// the event loop that forwards traffic only writes journal lines. It polls the journal every few
-// milliseconds and at once when asked (a drain), and reports how far it got. Waiting for the
+// the event loop that forwards traffic only writes journal lines. It polls the journal every 20 ms
+// and at once when asked (a drain), and reports how far it got. Waiting for the
 // write lock (busy_timeout) sleeps here, never in the event loop.
 //
 // Never: report a position before the transaction that reached it committed.
@@ -18,7 +18,12 @@ export type IngesterRequest = { writing: number } | { nudge: true } | { close: t
 /** To the event loop: ingested up to `at`, the last attempt failed (it is retried), or a chunk batch's outcome. */
 export type IngesterReply = { at: JournalPosition } | { error: string } | { chunksDone: number; error?: string };
 
-const POLL_MS = 5;
+/**
+ * Between passes when idle. Longer passes batch more events per transaction (each busy session
+ * then dirties its index pages once per pass, not once per event): 5 → 20 ms took this thread
+ * from ~22 % to ~15 % of a core at 15k events/s. Reads that need everything drain (a nudge).
+ */
+const POLL_MS = 20;
 const port = parentPort!;
 const { file } = workerData as { file: string };
 const db = new BetterSqlite3(file);
