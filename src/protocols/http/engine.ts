@@ -35,6 +35,7 @@ import { type DescribedHttp, describeHttp } from "./classify.ts";
 import { GitProtocolError } from "./git.ts";
 import { normalizeTarget, PathRejected } from "./normalize.ts";
 import { H1Connection, type H1Request, type H1Response } from "./server.ts";
+import { listen } from "../listen.ts";
 
 export interface HttpListenerConfig {
   host: string;
@@ -143,14 +144,7 @@ export class HttpListener {
     const server: Server = this.#d.tls ? (createTlsServer({ cert: this.#d.tls.cert, key: this.#d.tls.key, minVersion: "TLSv1.2", allowHalfOpen: true }, onSocket) as unknown as Server) : createNetServer({ allowHalfOpen: true }, onSocket);
     if (this.#d.tls) server.on("tlsClientError", () => {});
     this.#server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(this.#d.config.port, this.#d.config.host, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
-    return server.address() as AddressInfo;
+    return listen(server, this.#d.config.port, this.#d.config.host);
   }
 
   async close(): Promise<void> {

@@ -26,6 +26,7 @@ import { backend, type BindMessage, bindParamFormat, FrontendDecoder, type Front
 import { isLoopback } from "../loopback.ts";
 import { newMarker, ServerStream } from "./server-stream.ts";
 import { errorFrame, noticeFrame, toGatehouseError } from "./wire-errors.ts";
+import { listen } from "../listen.ts";
 
 export interface PostgresListenerConfig {
   host: string;
@@ -86,15 +87,9 @@ export class PostgresListener {
         .finally(() => this.#live.delete(s));
     });
     this.#server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(this.#d.config.port, this.#d.config.host, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
+    const address = await listen(server, this.#d.config.port, this.#d.config.host);
     server.on("error", (e) => this.#d.logger.error({ err: e.message }, "postgres listener error"));
-    return server.address() as AddressInfo;
+    return address;
   }
 
   async close(): Promise<void> {
