@@ -97,10 +97,28 @@ test("kill -9 under load: acknowledged audit events survive, the chain verifies,
       }
     }
   });
-  await waitFor(() => acknowledged.size >= 300, "load to build up", 90_000);
+  // And one long session, a statement every 20 ms: it spans several recording flushes (100 ms)
+  // before the kill, so its recording surely has statements to read back.
+  const steady = (async () => {
+    const c = new pg.Client({ host: "127.0.0.1", port: pgPort, database: "pg-crash", user: "agent", password: token, ssl: false, connectionTimeoutMillis: 10_000, query_timeout: 15_000 });
+    c.on("error", () => {});
+    try {
+      await c.connect();
+      for (let q = 0; !stop; q++) {
+        const tag = `w99-s0-q${q}`;
+        const r = await c.query(`SELECT '${tag}' AS tag`);
+        assert.equal(r.rows[0].tag, tag);
+        acknowledged.add(tag);
+        await new Promise((res) => setTimeout(res, 20));
+      }
+    } catch {
+      /* the gateway died under us */
+    }
+  })();
+  await waitFor(() => acknowledged.size >= 300 && [...acknowledged].filter((t) => t.startsWith("w99-")).length >= 20, "load to build up", 90_000);
   child.kill("SIGKILL");
   stop = true;
-  await Promise.all(workers);
+  await Promise.all([...workers, steady]);
   await exited(child);
   assert.ok(acknowledged.size >= 300);
 
