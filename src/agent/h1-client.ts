@@ -14,7 +14,7 @@ import { connect as netConnect, type Socket } from "node:net";
 import { Readable } from "node:stream";
 import { connect as tlsConnect } from "node:tls";
 import type { CancelSignal } from "../domain/cancel.ts";
-import { ChunkedDecoder, type Framing, type HeaderMap, headerLines, HttpSyntaxError, keepAlive, parseResponseHead, type ResponseHead, responseFraming } from "../protocols/http/h1.ts";
+import { ChunkedDecoder, encodeChunk, type Framing, type HeaderMap, headerLines, HttpSyntaxError, keepAlive, LAST_CHUNK, parseResponseHead, type ResponseHead, responseFraming } from "../protocols/http/h1.ts";
 
 export interface UpstreamTarget {
   /** Pool key: requests with the same key share sockets. */
@@ -234,6 +234,24 @@ class UpConn {
   }
 }
 
+/** A connected (and, for https, handshaken) socket to the target, within its connect timeout. */
+export function dialTarget(t: UpstreamTarget): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s: Socket = t.tls ? tlsConnect({ host: t.host, port: t.port, ...t.tls }) : netConnect({ host: t.host, port: t.port });
+    const timer = setTimeout(() => s.destroy(new UpstreamError(`connecting timed out after ${t.connectTimeoutMs / 1000} s`, "ETIMEDOUT")), t.connectTimeoutMs);
+    const onError = (e: Error) => {
+      clearTimeout(timer);
+      reject(e instanceof UpstreamError ? e : new UpstreamError(e.message, (e as NodeJS.ErrnoException).code ?? "ECONNREFUSED"));
+    };
+    s.once("error", onError);
+    s.once(t.tls ? "secureConnect" : "connect", () => {
+      clearTimeout(timer);
+      s.off("error", onError);
+      resolve(s);
+    });
+  });
+}
+
 /** Keep-alive sockets to targets, per key. */
 export class H1Pool {
   readonly #idle = new Map<string, UpConn[]>();
@@ -279,21 +297,8 @@ export class H1Pool {
     if (i >= 0) list.splice(i, 1);
   }
 
-  #connect(t: UpstreamTarget): Promise<UpConn> {
-    return new Promise((resolve, reject) => {
-      const s: Socket = t.tls ? tlsConnect({ host: t.host, port: t.port, ...t.tls }) : netConnect({ host: t.host, port: t.port });
-      const timer = setTimeout(() => s.destroy(new UpstreamError(`connecting timed out after ${t.connectTimeoutMs / 1000} s`, "ETIMEDOUT")), t.connectTimeoutMs);
-      const onError = (e: Error) => {
-        clearTimeout(timer);
-        reject(new UpstreamError(e.message, (e as NodeJS.ErrnoException).code ?? "ECONNREFUSED"));
-      };
-      s.once("error", onError);
-      s.once(t.tls ? "secureConnect" : "connect", () => {
-        clearTimeout(timer);
-        s.off("error", onError);
-        resolve(new UpConn(s, this, t.key));
-      });
-    });
+  async #connect(t: UpstreamTarget): Promise<UpConn> {
+    return new UpConn(await dialTarget(t), this, t.key);
   }
 
   async #socket(t: UpstreamTarget): Promise<UpConn> {
@@ -358,7 +363,7 @@ export class H1Pool {
           c.fail(new UpstreamError("the request body is longer than its Content-Length", "EPROTO"));
           return;
         }
-        const ok = chunked ? c.socket.write(Buffer.concat([Buffer.from(`${b.length.toString(16)}\r\n`), b, Buffer.from("\r\n")])) : c.socket.write(b);
+        const ok = c.socket.write(chunked ? encodeChunk(b) : b);
         if (!ok) {
           body.pause();
           c.socket.once("drain", () => body.resume());
@@ -367,7 +372,7 @@ export class H1Pool {
       body.once("end", () => {
         p.sending = false;
         if (r.length !== undefined && sent !== r.length) c.fail(new UpstreamError("the request body ended before its Content-Length", "EPROTO"));
-        else if (chunked) c.socket.write("0\r\n\r\n");
+        else if (chunked) c.socket.write(LAST_CHUNK);
       });
       body.once("error", (e) => c.fail(new UpstreamError(`the request body failed: ${e.message}`, "EPROTO")));
     });

@@ -6,11 +6,10 @@
 // Never: pass the caller's Authorization/Cookie or hop-by-hop headers on, or put a credential in
 // an error message.
 
-import { isIP, connect as netConnect } from "node:net";
+import { isIP } from "node:net";
 import type { Duplex, Readable } from "node:stream";
-import { connect as tlsConnect } from "node:tls";
 import { headerLines } from "../protocols/http/h1.ts";
-import { H1Pool, type UpstreamTarget } from "./h1-client.ts";
+import { dialTarget, H1Pool, type UpstreamTarget } from "./h1-client.ts";
 import type { CancelSignal } from "../domain/cancel.ts";
 import type { HttpTarget } from "../domain/connection.ts";
 import { GatehouseError } from "../domain/errors.ts";
@@ -108,19 +107,12 @@ export class HttpForwarder {
     } catch (e) {
       throw new GatehouseError("HTTP_TARGET_REJECTED", (e as Error).message);
     }
-    const socket: Duplex = await new Promise((resolve, reject) => {
-      const s = u.tls ? tlsConnect({ host: u.host, port: u.port, ...u.tls }) : netConnect({ host: u.host, port: u.port });
-      const timer = setTimeout(() => s.destroy(new Error(`connecting timed out after ${t.timeout} s`)), t.timeout * 1000);
-      s.once(u.tls ? "secureConnect" : "connect", () => {
-        clearTimeout(timer);
-        s.removeAllListeners("error");
-        resolve(s);
-      });
-      s.once("error", (e) => {
-        clearTimeout(timer);
-        reject(new GatehouseError("HTTP_TARGET_UNAVAILABLE", `${name}: ${e.message}`));
-      });
-    });
+    let socket: Duplex;
+    try {
+      socket = await dialTarget(u);
+    } catch (e) {
+      throw new GatehouseError("HTTP_TARGET_UNAVAILABLE", `${name}: ${(e as Error).message}`);
+    }
     socket.write(Buffer.from(head, "latin1"));
     return socket;
   }

@@ -402,12 +402,15 @@ export class ChunkedDecoder {
   }
 }
 
-/** One chunk of the chunked coding around `data` (empty data would end the body: not written). */
-export function chunkHeader(length: number): string {
-  return `${length.toString(16)}\r\n`;
+const CRLF = Buffer.from("\r\n");
+
+/** `data` as one chunk of the chunked coding (never empty: an empty chunk would end the body). */
+export function encodeChunk(data: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`${data.length.toString(16)}\r\n`, "latin1"), data, CRLF]);
 }
 
-export const LAST_CHUNK = "0\r\n\r\n";
+/** The last chunk, with no trailer fields. */
+export const LAST_CHUNK = Buffer.from("0\r\n\r\n");
 
 const UNSAFE_VALUE = /[\r\n\0]/;
 

@@ -16,7 +16,7 @@ import { Readable } from "node:stream";
 import { problemOf } from "../../api/problem.ts";
 import { ERRORS } from "../../domain/errors.ts";
 import { STATUS_CODES } from "node:http";
-import { ChunkedDecoder, connectionTokens, DEFAULT_HEAD_LIMITS, type Framing, type HeaderMap, type HeadLimits, headerLines, HttpSyntaxError, keepAlive, LAST_CHUNK, parseRequestHead, type RequestHead, requestFraming } from "./h1.ts";
+import { ChunkedDecoder, connectionTokens, DEFAULT_HEAD_LIMITS, encodeChunk, type Framing, type HeaderMap, type HeadLimits, headerLines, HttpSyntaxError, keepAlive, LAST_CHUNK, parseRequestHead, type RequestHead, requestFraming } from "./h1.ts";
 
 export interface H1ServerOptions extends Partial<HeadLimits> {
   /** A partial request head must complete within this (408 and close). Default 30 s. */
@@ -123,10 +123,6 @@ export class H1Response {
     return this.#headersSent;
   }
 
-  get finished(): boolean {
-    return this.#finished;
-  }
-
   /** Run `fn` if the client disconnects before this response is finished. */
   onClose(fn: () => void): void {
     this.#onClose.push(fn);
@@ -174,7 +170,7 @@ export class H1Response {
   /** Write a piece of the body; false when the client is slow (wait for `drain()`). */
   write(chunk: Buffer): boolean {
     if (this.#finished || this.#noBody || chunk.length === 0) return true;
-    if (this.#chunked) return this.#conn.write(Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`, "latin1"), chunk, CRLF]));
+    if (this.#chunked) return this.#conn.write(encodeChunk(chunk));
     return this.#conn.write(chunk);
   }
 
@@ -187,9 +183,8 @@ export class H1Response {
     if (this.#finished) return;
     if (!this.#headersSent) this.writeHead(200, {}, chunk?.length ?? 0);
     if (chunk?.length && !this.#noBody) this.write(chunk);
-    if (this.#chunked) this.#conn.write(LAST_CHUNK_BUF);
-    this.#finished = true;
-    this.#onClose.length = 0;
+    if (this.#chunked) this.#conn.write(LAST_CHUNK);
+    this.#finish();
     this.#conn.responded(this.#closeAfter);
   }
 
@@ -198,21 +193,23 @@ export class H1Response {
     if (this.#headersSent || this.#finished) return;
     const head = Buffer.from(this.#head(status, headers, body.length), "latin1");
     this.#conn.write(this.#noBody || body.length === 0 ? head : Buffer.concat([head, body], head.length + body.length));
-    this.#finished = true;
-    this.#onClose.length = 0;
+    this.#finish();
     this.#conn.responded(this.#closeAfter);
   }
 
   /** Abandon the response (the body cannot be completed): the connection is closed. */
   destroy(): void {
+    this.#finish();
+    this.#conn.destroy();
+  }
+
+  /** Finished: nothing more is written, and a later close is no abort. */
+  #finish(): void {
     this.#finished = true;
     this.#onClose.length = 0;
-    this.#conn.destroy();
   }
 }
 
-const CRLF = Buffer.from("\r\n");
-const LAST_CHUNK_BUF = Buffer.from(LAST_CHUNK);
 const CONTINUE = Buffer.from("HTTP/1.1 100 Continue\r\n\r\n");
 
 enum State {
