@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import { networkInterfaces } from "node:os";
 import { after, before, describe, test } from "node:test";
+import { decodeChunk } from "../src/recording/format.ts";
 import { approveReview, pendingReviewFor, runProcess, waitFor } from "./helpers/clients.ts";
 import { DEFAULT_POLICIES, startTestGateway, type TestGateway } from "./helpers/gateway.ts";
 
@@ -224,7 +225,8 @@ describe("HTTP gate", () => {
 
   test("every request is a recorded, audited session", async () => {
     const started = Date.now();
-    await curl([`${base}/ci/recorded`]);
+    // Two requests on one connection: an allowed one, then a denied one.
+    await curl([`${base}/ci/recorded`, "--next", "-s", "-H", `Authorization: Bearer ${agentToken}`, "-X", "DELETE", `${base}/ci/jobs/1`]);
     // curl closes its connection on exit: that ends the session.
     const row = await waitFor(async () => {
       const r = await t.gw.store.db.selectFrom("sessions").selectAll().where("connection", "=", "ci").where("started_at", ">=", started - 1).executeTakeFirst();
@@ -239,7 +241,20 @@ describe("HTTP gate", () => {
     const replay = await fetch(`${t.gw.apiUrl}/api/v1/sessions/${row.id}/replay`, { headers: { authorization: `Bearer ${await t.humanToken(["dba"], "Ada Auditor")}` } });
     const text = await replay.text();
     assert.match(text, /"type":"http.exchange","method":"GET","path":"\/recorded","status":200/);
+    assert.match(text, /"type":"http.exchange","method":"DELETE","path":"\/jobs\/1","status":403/);
     assert.ok(!text.includes(agentToken.split(".")[2]!), "the caller's token is not in the recording");
+    // The frames: the request heads as the client sent them, credentials redacted; the responses
+    // exactly as the gateway wrote them, the refusal included.
+    const chunks = await t.gw.store.db.selectFrom("recording_chunks").select("data").where("session_id", "=", row.id).orderBy("seq").execute();
+    const frames = chunks.flatMap((c) => decodeChunk(Buffer.from(c.data)));
+    const bytes = (k: "client" | "server") => frames.flatMap((f) => (f.kind === k ? [f.data.toString("latin1")] : []));
+    const [get, del] = bytes("client");
+    assert.match(get!, /^GET \/ci\/recorded HTTP\/1\.1\r\n/);
+    assert.match(get!, /\r\nAuthorization: \[redacted by Gatehouse\]\r\n/);
+    assert.match(del!, /^DELETE \/ci\/jobs\/1 HTTP\/1\.1\r\n/);
+    const [ok, refused] = bytes("server");
+    assert.match(ok!, /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\n\{"ok":true,"method":"GET","url":"\/recorded"\}$/);
+    assert.match(refused!, /^HTTP\/1\.1 403 Forbidden\r\n[^]*content-type: application\/problem\+json[^]*\r\n\r\n\{[^]*no deletes through the gateway/);
   });
 });
 

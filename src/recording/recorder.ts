@@ -1,6 +1,8 @@
-// Records sessions byte for byte. The engine hands each SessionRecorder the buffers it already
-// has (what it read from the client, what it wrote to the client) plus events; nothing is copied
-// or written on the forwarding path. The RecordingService flushes every recorder's pending frames
+// Records sessions byte for byte. The engine hands each SessionRecorder what it read from the
+// client, what it wrote to the client, and events; the recorder copies them at once into one
+// growing buffer per session (the frames, already encoded), so nothing the forwarding path
+// allocates outlives its request and nothing is written on that path. The RecordingService
+// flushes every recorder's pending frames
 // as one chunk per session, all sessions in one batch, every recording.flushInterval (sooner when
 // a session has a lot pending), so a store round trip is paid per batch, not per message.
 //
@@ -18,13 +20,17 @@ import { GatehouseError } from "../domain/errors.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { GatewayMetrics } from "../observability/metrics.ts";
 import type { Store } from "../store/store.ts";
-import { FRAME_HEADER_BYTES, FrameKind, frameHeader, type RecordingEvent } from "./format.ts";
+import { FRAME_HEADER_BYTES, FrameKind, type RecordingEvent } from "./format.ts";
 import { type ChunkOffload, type ChunkWrite, openSink, type RecordingSink } from "./sinks.ts";
 
 /** A session with this much unflushed data triggers a flush at once. */
 const FLUSH_SOON_BYTES = 1 << 20;
 /** Unflushed data a session may hold before the store is considered unable to keep up. */
 export const PENDING_LIMIT_BYTES = 32 << 20;
+/** The smallest frame buffer a session starts with (it grows by doubling). */
+const MIN_BUFFER_BYTES = 4096;
+/** A frame buffer this large is let go after a flush that used less than a quarter of it. */
+const KEEP_BUFFER_BYTES = 256 << 10;
 
 /** Room for events beyond recording.maxSessionBytes: a quarter of it, at most 1 MiB. */
 export function eventAllowance(max: number): number {
@@ -42,7 +48,8 @@ export class SessionRecorder {
   readonly #svc: RecordingService;
   readonly #max: number;
   readonly onFailure: "strict" | "best-effort";
-  #parts: Buffer[] = [];
+  /** Pending frames, encoded: #buf[0, #pending). */
+  #buf: Buffer | undefined;
   #pending = 0;
   #total = 0;
   #seq = 0;
@@ -69,47 +76,92 @@ export class SessionRecorder {
     return this.failed ? "failed" : this.truncated ? "truncated" : this.#ended ? "complete" : "recording";
   }
 
-  client(data: Buffer, at = Date.now()): void {
-    if (data.length) this.#push(FrameKind.client, data, at);
+  /**
+   * Bytes the client sent, as one frame: `data`, then `more` if given. A string is taken as
+   * latin1 (one byte per character), the encoding of an HTTP head.
+   */
+  client(data: Buffer | string, more?: Buffer, at = Date.now()): void {
+    this.#bytes(FrameKind.client, data, more, at);
   }
 
-  server(data: Buffer, at = Date.now()): void {
-    if (data.length) this.#push(FrameKind.server, data, at);
+  /** Bytes the gateway sent the client, as one frame (see client()). */
+  server(data: Buffer | string, more?: Buffer, at = Date.now()): void {
+    this.#bytes(FrameKind.server, data, more, at);
   }
 
   event(e: RecordingEvent, at = Date.now()): void {
-    this.#push(FrameKind.event, Buffer.from(JSON.stringify(e)), at);
+    this.#event(JSON.stringify(e), at, false);
   }
 
-  #push(kind: number, payload: Buffer, at: number, force = false): void {
+  #bytes(kind: number, a: Buffer | string, b: Buffer | undefined, at: number): void {
+    const n = (typeof a === "string" ? a.length : a.length) + (b ? b.length : 0);
+    if (n === 0 || !this.#admit(FRAME_HEADER_BYTES + n, at)) return;
+    const buf = this.#room(FRAME_HEADER_BYTES + n);
+    let off = this.#pending + FRAME_HEADER_BYTES;
+    off += typeof a === "string" ? buf.write(a, off, "latin1") : a.copy(buf, off);
+    if (b) b.copy(buf, off);
+    this.#frame(kind, at, n);
+  }
+
+  #event(json: string, at: number, force: boolean): void {
     if (this.#ended) return;
-    const n = FRAME_HEADER_BYTES + payload.length;
-    if (!force) {
-      if (kind === FrameKind.event) {
-        // Events (decisions, the end) go on past the cap, within an allowance of their own.
-        if (this.#total + n > this.#max + eventAllowance(this.#max)) return;
-      } else if (this.truncated) {
-        return;
-      } else if (this.#total + n > this.#max) {
-        this.truncated = true;
-        this.#svc.truncated(this);
-        this.#push(FrameKind.event, Buffer.from(JSON.stringify({ type: "recording.truncated", limitBytes: this.#max, recordedBytes: this.#total })), at, true);
-        return;
-      }
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: reserve that, write, then keep it or not.
+    const buf = this.#room(FRAME_HEADER_BYTES + 3 * json.length);
+    const len = buf.write(json, this.#pending + FRAME_HEADER_BYTES, "utf8");
+    // Events (decisions, the end) go on past the cap, within an allowance of their own.
+    if (!force && this.#total + FRAME_HEADER_BYTES + len > this.#max + eventAllowance(this.#max)) return;
+    this.#frame(FrameKind.event, at, len);
+  }
+
+  /** Whether a byte frame of `n` bytes (header included) is kept under the session cap. */
+  #admit(n: number, at: number): boolean {
+    if (this.#ended || this.truncated) return false;
+    if (this.#total + n > this.#max) {
+      this.truncated = true;
+      this.#svc.truncated(this);
+      this.#event(JSON.stringify({ type: "recording.truncated", limitBytes: this.#max, recordedBytes: this.#total }), at, true);
+      return false;
     }
-    this.#parts.push(frameHeader(kind, at, payload.length), payload);
+    return true;
+  }
+
+  /** The frame buffer, with room for `n` more bytes. */
+  #room(n: number): Buffer {
+    const need = this.#pending + n;
+    const cur = this.#buf;
+    if (cur && cur.length >= need) return cur;
+    let size = cur ? cur.length * 2 : MIN_BUFFER_BYTES;
+    while (size < need) size *= 2;
+    // Not from the shared pool: the buffer is ours alone, and large ones live outside the JS heap.
+    const next = Buffer.allocUnsafeSlow(size);
+    if (cur && this.#pending) cur.copy(next, 0, 0, this.#pending);
+    this.#buf = next;
+    return next;
+  }
+
+  /** Write the header of the frame whose `len` payload bytes were just put after #pending + header. */
+  #frame(kind: number, at: number, len: number): void {
+    const buf = this.#buf!;
+    const off = this.#pending;
+    buf[off] = kind;
+    buf.writeDoubleBE(at, off + 1);
+    buf.writeUInt32BE(len, off + 9);
+    const n = FRAME_HEADER_BYTES + len;
     this.#pending += n;
     this.#total += n;
     if (this.#pending >= PENDING_LIMIT_BYTES) this.#svc.overflow(this);
     else this.#svc.dirty(this, this.#pending >= FLUSH_SOON_BYTES);
   }
 
-  /** The pending frames as the next chunk, or undefined. */
+  /** The pending frames as the next chunk (a buffer of its own), or undefined. */
   take(): ChunkWrite | undefined {
-    if (!this.#parts.length) return undefined;
-    const data = this.#parts.length === 1 ? this.#parts[0]! : Buffer.concat(this.#parts, this.#pending);
+    const buf = this.#buf;
+    if (!buf || !this.#pending) return undefined;
+    const data = Buffer.allocUnsafeSlow(this.#pending);
+    buf.copy(data, 0, 0, this.#pending);
     const chunk: ChunkWrite = { sessionId: this.sessionId, seq: this.#seq++, at: data.readDoubleBE(1), data };
-    this.#parts = [];
+    // A burst's big buffer is not kept for a session that went quiet again.
+    if (buf.length > KEEP_BUFFER_BYTES && this.#pending < buf.length / 4) this.#buf = undefined;
     this.#pending = 0;
     return chunk;
   }
@@ -125,13 +177,13 @@ export class SessionRecorder {
       return;
     }
     this.failed = true;
-    this.#push(FrameKind.event, Buffer.from(JSON.stringify({ type: "recording.gap", lostBytes: bytes, totalLostBytes: this.#lost, reason: err.detail })), Date.now(), true);
+    this.#event(JSON.stringify({ type: "recording.gap", lostBytes: bytes, totalLostBytes: this.#lost, reason: err.detail }), Date.now(), true);
   }
 
   /** Drop unflushed data (overflow): it counts as lost. */
   discardPending(): number {
     const n = this.#pending;
-    this.#parts = [];
+    this.#buf = undefined;
     this.#pending = 0;
     return n;
   }

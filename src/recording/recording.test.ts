@@ -73,25 +73,54 @@ describe("format", () => {
 
 describe("recorder", () => {
   test("byte frames of each direction reassemble exactly, however they were pushed", async () => {
+    // A push: bytes (a Buffer, or latin1 text as HTTP heads are, optionally followed by a second
+    // part in the same frame) or an event with arbitrary text.
+    const push = fc.oneof(
+      fc.record({ client: fc.boolean(), first: fc.oneof(fc.uint8Array({ maxLength: 300 }), fc.string({ unit: fc.integer({ min: 0, max: 255 }).map((c) => String.fromCharCode(c)), maxLength: 200 })), more: fc.option(fc.uint8Array({ maxLength: 5000 }), { nil: undefined }) }),
+      fc.record({ event: fc.string({ unit: "binary", maxLength: 100 }) }),
+    );
+    const bytesOf = (x: Uint8Array | string) => (typeof x === "string" ? Buffer.from(x, "latin1") : Buffer.from(x));
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.tuple(fc.boolean(), fc.uint8Array({ minLength: 1, maxLength: 300 })), { maxLength: 40 }), async (pushes) => {
+      fc.asyncProperty(fc.array(push, { maxLength: 40 }), async (pushes) => {
         const sink = new MemorySink();
         const { svc } = service(sink);
         const r = svc.start(SID, { onFailure: "strict" })!;
-        for (const [i, [client, data]] of pushes.entries()) {
-          if (client) r.client(Buffer.from(data));
-          else r.server(Buffer.from(data));
+        for (const [i, p] of pushes.entries()) {
+          if ("event" in p) r.event({ type: "note", text: p.event });
+          else {
+            const first = typeof p.first === "string" ? p.first : Buffer.from(p.first);
+            const more = p.more ? Buffer.from(p.more) : undefined;
+            if (p.client) r.client(first, more);
+            else r.server(first, more);
+          }
           if (i % 7 === 3) await svc.flush();
         }
         await svc.finish(r);
         const frames = sink.frames(SID);
         const join = (k: "client" | "server") => Buffer.concat(frames.flatMap((f) => (f.kind === k ? [f.data] : [])));
-        assert.ok(join("client").equals(Buffer.concat(pushes.filter((p) => p[0]).map((p) => Buffer.from(p[1])))));
-        assert.ok(join("server").equals(Buffer.concat(pushes.filter((p) => !p[0]).map((p) => Buffer.from(p[1])))));
+        const sent = (client: boolean) => Buffer.concat(pushes.flatMap((p) => ("event" in p || p.client !== client ? [] : [bytesOf(p.first), ...(p.more ? [Buffer.from(p.more)] : [])])));
+        assert.ok(join("client").equals(sent(true)));
+        assert.ok(join("server").equals(sent(false)));
+        assert.ok(frames.every((f) => f.kind === "event" || f.data.length > 0), "no empty byte frames");
+        assert.deepEqual(frames.flatMap((f) => (f.kind === "event" ? [f.event.text] : [])), pushes.flatMap((p) => ("event" in p ? [p.event] : [])));
         assert.deepEqual(sink.chunks.map((c) => c.seq), sink.chunks.map((_, i) => i));
       }),
-      { numRuns: 60 },
+      { numRuns: 80 },
     );
+  });
+
+  test("a taken chunk is a buffer of its own: later frames do not change it", async () => {
+    const sink = new MemorySink();
+    const { svc } = service(sink);
+    const r = svc.start(SID, { onFailure: "strict" })!;
+    r.client("GET / HTTP/1.1\r\n\r\n");
+    await svc.flush();
+    const first = Buffer.from(sink.chunks[0]!.data);
+    for (let i = 0; i < 100; i++) r.server(Buffer.alloc(1000, i));
+    await svc.finish(r);
+    assert.ok(sink.chunks[0]!.data.equals(first));
+    assert.equal(sink.chunks[0]!.data.buffer.byteLength, sink.chunks[0]!.data.length, "exactly sized, so handing it to a thread copies no more than it");
+    assert.equal(sink.frames(SID).length, 101);
   });
 
   test("the size cap stops byte frames, marks the recording truncated, and keeps later events", async () => {

@@ -85,23 +85,40 @@ function decodeBody(body: Buffer, encoding: string | undefined, maxOutput: numbe
 
 const EMPTY = Buffer.alloc(0);
 
-function responseHead(status: number, headers: Record<string, string | string[]>): Buffer {
-  let out = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\n`;
-  for (const k in headers) {
-    const v = headers[k]!;
-    out += `${k}: ${Array.isArray(v) ? v.join(", ") : v}\r\n`;
-  }
-  return Buffer.from(`${out}\r\n`, "latin1");
+const REDACTED = "[redacted by Gatehouse]";
+
+/** Whether a request header carries the caller's credentials (never recorded). */
+function isCredentialHeader(name: string): boolean {
+  const n = name.length;
+  if (n !== 13 && n !== 19 && n !== 6) return false;
+  const l = name.toLowerCase();
+  return l === "authorization" || l === "proxy-authorization" || l === "cookie";
 }
 
-function headText(req: H1Request): Buffer {
-  const lines = [`${req.method} ${req.target} HTTP/1.${req.minor}`];
-  for (let i = 0; i < req.rawHeaders.length; i += 2) {
-    const name = req.rawHeaders[i]!;
-    const credential = /^(authorization|proxy-authorization|cookie)$/i.test(name);
-    lines.push(`${name}: ${credential ? "[redacted by Gatehouse]" : req.rawHeaders[i + 1]}`);
+/** The request head as the client sent it (latin1 text), its credentials redacted. */
+function headText(req: H1Request): string {
+  let out = `${req.method} ${req.target} HTTP/1.${req.minor}\r\n`;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    out += `${name}: ${isCredentialHeader(name) ? REDACTED : raw[i + 1]}\r\n`;
   }
-  return Buffer.from(`${lines.join("\r\n")}\r\n\r\n`);
+  return `${out}\r\n`;
+}
+
+/** Record what `res` writes to the client, its body bytes up to `limit`. */
+function tapResponse(res: H1Response, rec: NonNullable<OpenSession["recorder"]>, limit: number): void {
+  let recorded = 0;
+  res.tap = (head, body) => {
+    let b = body;
+    if (b) {
+      if (recorded >= limit) b = undefined;
+      else if (recorded + b.length > limit) b = b.subarray(0, limit - recorded);
+      recorded += b?.length ?? 0;
+    }
+    if (head !== undefined) rec.server(head, b);
+    else if (b) rec.server(b);
+  };
 }
 
 export class HttpListener {
@@ -427,15 +444,15 @@ export class HttpListener {
       return this.#problem(res, e, { git: isGit });
     }
     const rec = session.recorder;
+    const recordLimit = this.#d.config.recordBodyBytes ?? 1 << 20;
     if (rec) {
-      rec.client(headText(req));
-      if (body.length) rec.client(body);
+      rec.client(headText(req), body.length ? body : undefined);
+      tapResponse(res, rec, recordLimit);
     }
     const abort = new Cancellation();
     res.onClose(() => abort.cancel(new Error("client gone")));
     let status = 0;
     let responseBytes = 0;
-    const recordLimit = this.#d.config.recordBodyBytes ?? 1 << 20;
     try {
       const gs = { id: session.id, principal, connection };
       // A streamed body cannot be bound to an approval: only `allow` may forward it, and what
@@ -452,7 +469,6 @@ export class HttpListener {
           status = 200;
           responseBytes = out.length;
           res.send(200, { "content-type": "application/x-git-receive-pack-result", "cache-control": "no-cache" }, out);
-          rec?.server(out);
         } else {
           status = problemFromError(v.error).status;
           this.#problem(res, v.error, { git: isGit });
@@ -467,12 +483,10 @@ export class HttpListener {
         return this.#problem(res, e, { git: isGit });
       }
       status = upstream.status;
-      rec?.server(responseHead(upstream.status, upstream.headers));
       const ub = upstream.body;
       if (Buffer.isBuffer(ub)) {
         // The whole response arrived with its head: one write.
         responseBytes = ub.length;
-        if (rec && ub.length) rec.server(ub.length > recordLimit ? ub.subarray(0, recordLimit) : ub);
         res.send(upstream.status, upstream.headers, ub);
         return;
       }
@@ -483,7 +497,6 @@ export class HttpListener {
           resolve();
         });
         ub.on("data", (b: Buffer) => {
-          if (rec && responseBytes < recordLimit) rec.server(b.length + responseBytes > recordLimit ? b.subarray(0, recordLimit - responseBytes) : b);
           responseBytes += b.length;
           if (!res.write(b)) {
             ub.pause();

@@ -112,6 +112,11 @@ export class H1Response {
   #closeAfter: boolean;
   /** Called when the client goes away before the response is finished. */
   #onClose: (() => void)[] = [];
+  /**
+   * Sees what this response writes to the client, as it is written: the head (its exact text,
+   * latin1) and body bytes (without the chunked coding's framing). For session recording.
+   */
+  tap: ((head: string | undefined, body: Buffer | undefined) => void) | undefined;
 
   constructor(conn: H1Connection, req: H1Request, keep: boolean) {
     this.#conn = conn;
@@ -164,12 +169,15 @@ export class H1Response {
    */
   writeHead(status: number, headers: Record<string, string | number | string[] | undefined>, length?: number): void {
     if (this.#headersSent || this.#finished) return;
-    this.#conn.write(Buffer.from(this.#head(status, headers, length), "latin1"));
+    const head = this.#head(status, headers, length);
+    this.tap?.(head, undefined);
+    this.#conn.write(Buffer.from(head, "latin1"));
   }
 
   /** Write a piece of the body; false when the client is slow (wait for `drain()`). */
   write(chunk: Buffer): boolean {
     if (this.#finished || this.#noBody || chunk.length === 0) return true;
+    this.tap?.(undefined, chunk);
     if (this.#chunked) return this.#conn.write(encodeChunk(chunk));
     return this.#conn.write(chunk);
   }
@@ -191,8 +199,11 @@ export class H1Response {
   /** The whole response in one write: head and body. */
   send(status: number, headers: Record<string, string | number | string[] | undefined>, body: Buffer): void {
     if (this.#headersSent || this.#finished) return;
-    const head = Buffer.from(this.#head(status, headers, body.length), "latin1");
-    this.#conn.write(this.#noBody || body.length === 0 ? head : Buffer.concat([head, body], head.length + body.length));
+    const text = this.#head(status, headers, body.length);
+    const withBody = !this.#noBody && body.length > 0;
+    this.tap?.(text, withBody ? body : undefined);
+    const head = Buffer.from(text, "latin1");
+    this.#conn.write(withBody ? Buffer.concat([head, body], head.length + body.length) : head);
     this.#finish();
     this.#conn.responded(this.#closeAfter);
   }
