@@ -199,11 +199,12 @@ export class JournalIngester {
     return this.#txn;
   }
 
-  /** One pass: ingest up to INGEST_BATCH lines. */
-  step(writing: number | undefined): { at: JournalPosition; more: boolean } {
+  /** One pass: ingest up to INGEST_BATCH lines (`rows`: how many it did). */
+  step(writing: number | undefined): { at: JournalPosition; more: boolean; rows: number } {
     const txn = this.#prepare();
     let at = ingestedPosition(this.#db);
     const segs = segments(this.#dir);
+    let ingested = 0;
     for (const seg of segs) {
       if (seg < at.segment) {
         // Ingested before (a crash between the commit and the delete): not needed any more.
@@ -242,11 +243,12 @@ export class JournalIngester {
         const to = finished ? { segment: seg + 1, offset: 0 } : { segment: seg, offset: end };
         txn(rows, to);
         at = to;
+        ingested += rows.length;
       }
       if (finished) rmSync(path, { force: true });
-      if (rows.length >= INGEST_BATCH) return { at, more: true };
-      if (!finished) return { at, more: false };
+      if (rows.length >= INGEST_BATCH) return { at, more: true, rows: ingested };
+      if (!finished) return { at, more: false, rows: ingested };
     }
-    return { at, more: false };
+    return { at, more: false, rows: ingested };
   }
 }

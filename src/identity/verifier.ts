@@ -5,7 +5,6 @@
 // Must never: accept `alg: none` or HMAC, trust an issuer or audience not in config, trust the
 // development issuer while it is disabled, or put the token in an error message or log.
 
-import { hash } from "node:crypto";
 import { type CryptoKey, type JWSHeaderParameters, type JWTVerifyResult, jwtVerify } from "jose";
 import type { IdentityConfig } from "../config/schema.ts";
 import { ERRORS, GatehouseError } from "../domain/errors.ts";
@@ -44,25 +43,26 @@ export class TokenVerifier {
   }
 
   /**
-   * Tokens already verified, by SHA-256 of the whole token (signature included, so no other byte
+   * Tokens already verified, keyed by the whole token (signature included, so no other byte
    * string can hit an entry), until the token expires or VERIFIED_TTL_MS passes, whichever is
    * first. An HTTP client sends the same token with every request; this saves the signature check.
+   * The token itself is the key — hashing it cost more per request than the lookup — so memory is
+   * at most VERIFIED_MAX verified tokens (each under the size limit of parseUnverified).
    */
   private readonly verified = new Map<string, { principal: Principal; until: number }>();
 
   async verify(token: string): Promise<Principal> {
     const now = this.now();
-    const key = hash("sha256", token, "base64");
-    const hit = this.verified.get(key);
+    const hit = this.verified.get(token);
     if (hit) {
       if (now < hit.until) return hit.principal;
-      this.verified.delete(key);
+      this.verified.delete(token);
     }
     const principal = await this.verifyUncached(token);
     const until = Math.min(principal.expiresAt * 1000, now + VERIFIED_TTL_MS);
     if (until > now) {
       if (this.verified.size >= VERIFIED_MAX) this.verified.delete(this.verified.keys().next().value as string);
-      this.verified.set(key, { principal, until });
+      this.verified.set(token, { principal, until });
     }
     return principal;
   }
