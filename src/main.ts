@@ -91,7 +91,18 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
   // A journal left by a previous run (a crash) is ingested before anything else happens.
   await audit.drain();
   audit.onCommitted = (records) => {
-    for (const r of records) metrics.auditEvents.inc({ type: r.type });
+    // Counted per type per batch: one series lookup each, not one per event.
+    let type = records[0]?.type;
+    let n = 0;
+    for (const r of records) {
+      if (r.type !== type) {
+        metrics.auditEvents.inc({ type: type! }, n);
+        type = r.type;
+        n = 0;
+      }
+      n++;
+    }
+    if (n) metrics.auditEvents.inc({ type: type! }, n);
   };
   const connections = connectionsOf(config);
   const policy = new PolicyEngine(config.policies);

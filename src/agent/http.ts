@@ -73,20 +73,26 @@ export class HttpForwarder {
   constructor(private readonly secrets: SecretResolver) {}
 
   async #secret(ref: string): Promise<string> {
-    const c = this.#secretCache.get(ref);
-    const now = Date.now();
-    if (c && now - c.at < CREDENTIAL_TTL_MS) return c.value;
     const value = latin1(await this.secrets.resolve(ref));
-    this.#secretCache.set(ref, { value, at: now });
+    this.#secretCache.set(ref, { value, at: Date.now() });
     return value;
   }
 
-  async #credential(t: HttpTarget, headers: Record<string, string | string[]>): Promise<void> {
-    if (!t.auth) return;
-    const secret = await this.#secret(t.auth.secret);
-    if (t.auth.type === "bearer") headers.authorization = `Bearer ${secret}`;
-    else if (t.auth.type === "basic") headers.authorization = `Basic ${Buffer.concat([Buffer.from(`${t.auth.username ?? ""}:`), Buffer.from(secret, "latin1")]).toString("base64")}`;
-    else headers[t.auth.header!.toLowerCase()] = secret;
+  /** Put the target's credential into `headers`: at once while it is cached, else once resolved. */
+  #credential(t: HttpTarget, headers: Record<string, string | string[]>): Promise<void> | undefined {
+    const auth = t.auth;
+    if (!auth) return undefined;
+    const inject = (secret: string) => {
+      if (auth.type === "bearer") headers.authorization = `Bearer ${secret}`;
+      else if (auth.type === "basic") headers.authorization = `Basic ${Buffer.concat([Buffer.from(`${auth.username ?? ""}:`), Buffer.from(secret, "latin1")]).toString("base64")}`;
+      else headers[auth.header!.toLowerCase()] = secret;
+    };
+    const c = this.#secretCache.get(auth.secret);
+    if (c && Date.now() - c.at < CREDENTIAL_TTL_MS) {
+      inject(c.value);
+      return undefined;
+    }
+    return this.#secret(auth.secret).then(inject);
   }
 
   /**
@@ -95,7 +101,7 @@ export class HttpForwarder {
    * `101 Switching Protocols` included).
    */
   async upgrade(name: string, t: HttpTarget, req: { target: string; headers: Record<string, string | string[] | undefined> }): Promise<Duplex> {
-    const target = await this.#target(name, t);
+    const target = this.#cachedTarget(name, t) ?? (await this.#target(name, t));
     const headers = endToEnd(req.headers, CALLER_CREDENTIALS);
     await this.#credential(t, headers);
     const upgrade = req.headers.upgrade;
@@ -118,10 +124,11 @@ export class HttpForwarder {
   }
 
   async forward(name: string, t: HttpTarget, req: HttpForwardRequest): Promise<HttpForwardResponse> {
-    const target = await this.#target(name, t);
+    const target = this.#cachedTarget(name, t) ?? (await this.#target(name, t));
     const headers = endToEnd(req.headers, CALLER_CREDENTIALS);
     headers.via = "1.1 gatehouse";
-    await this.#credential(t, headers);
+    const credential = this.#credential(t, headers);
+    if (credential) await credential;
     const declared = req.headers["content-length"];
     const length = Buffer.isBuffer(req.body) ? undefined : (req.length ?? (typeof declared === "string" && /^\d+$/.test(declared) ? Number(declared) : undefined));
     try {
@@ -137,10 +144,16 @@ export class HttpForwarder {
     }
   }
 
+  /** The connection's target as parsed before, if its settings have not changed since. */
+  #cachedTarget(name: string, t: HttpTarget): { upstream: UpstreamTarget; basePath: string } | undefined {
+    const cached = this.#targets.get(name);
+    return cached && cached.url === t.url && cached.caRef === t.ca && cached.timeout === t.timeout ? cached : undefined;
+  }
+
   /** Where a connection's target is, parsed once per URL (and its CA resolved once). */
   async #target(name: string, t: HttpTarget): Promise<{ upstream: UpstreamTarget; basePath: string }> {
-    const cached = this.#targets.get(name);
-    if (cached && cached.url === t.url && cached.caRef === t.ca && cached.timeout === t.timeout) return cached;
+    const cached = this.#cachedTarget(name, t);
+    if (cached) return cached;
     const base = new URL(t.url);
     const secure = base.protocol === "https:";
     const ca = t.ca ? await this.secrets.resolve(t.ca) : undefined;

@@ -9,6 +9,8 @@ import type { GatewayMetrics } from "../observability/metrics.ts";
 
 export interface Verifier {
   verify(token: string): Promise<Principal>;
+  /** A token verified before and still trusted, without waiting (hot paths); else undefined. */
+  cached?(token: string): Principal | undefined;
 }
 
 /** The credential of an `Authorization: Bearer <credential>` header, or undefined. */

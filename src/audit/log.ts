@@ -263,7 +263,11 @@ export class AuditLog {
     }
     const after = this.#journal!.position.segment;
     if (after !== before) this.#thread?.postMessage({ writing: after } satisfies IngesterRequest);
-    const records = batch.map((p) => ({ seq: 0, id: p.fields.id!, ...p.fields, prev_hash: "", hash: "" }) as AuditRecord);
+    const records = new Array<AuditRecord>(batch.length);
+    for (let i = 0; i < batch.length; i++) {
+      const f = batch[i]!.fields;
+      records[i] = { seq: 0, id: f.id!, at: f.at, type: f.type, principal_subject: f.principal_subject, principal_name: f.principal_name, connection: f.connection, session_id: f.session_id, decision: f.decision, rule: f.rule, data: f.data, prev_hash: "", hash: "" };
+    }
     this.#committed(batch, records);
   }
 

@@ -121,12 +121,22 @@ function tapResponse(res: H1Response, rec: NonNullable<OpenSession["recorder"]>,
   };
 }
 
+/** A client connection's session: whose, on which connection, and (once open) the session itself. */
+interface ConnSession {
+  subject: string;
+  connection: string;
+  session: Promise<OpenSession>;
+  open: OpenSession | undefined;
+}
+
+const NO_BODY = { body: EMPTY, streamed: false };
+
 export class HttpListener {
   readonly #d: HttpEngineDeps;
   #server: Server | undefined;
   readonly #byHost = new Map<string, Connection>();
   /** The session of each client connection (keep-alive: many requests), for one principal and connection. */
-  readonly #connSessions = new WeakMap<H1Connection, { key: string; session: Promise<OpenSession> }>();
+  readonly #connSessions = new WeakMap<H1Connection, ConnSession>();
   readonly #conns = new Set<H1Connection>();
   readonly #closing = new Set<Promise<void>>();
 
@@ -180,19 +190,26 @@ export class HttpListener {
     while (this.#closing.size) await Promise.all([...this.#closing]);
   }
 
-  /** The session for this request: the connection's, unless the principal or connection changed. */
-  #sessionFor(req: H1Request, principal: Principal, connection: Connection, details: Record<string, unknown>): Promise<OpenSession> {
+  /**
+   * The session for this request: the connection's, unless the principal or connection changed —
+   * once open, without a wait.
+   */
+  #sessionFor(req: H1Request, principal: Principal, connection: Connection, op: DescribedHttp): OpenSession | Promise<OpenSession> {
     const conn = req.conn;
-    const key = `${principal.subject}\u0000${connection.name}`;
     const cur = this.#connSessions.get(conn);
-    if (cur?.key === key) return cur.session;
+    if (cur && cur.subject === principal.subject && cur.connection === connection.name) return cur.open ?? cur.session;
     if (cur) this.#end(cur.session, "another principal or connection on the same HTTP connection");
-    const session = this.#d.sessions.open(principal, connection, req.remoteAddress, details);
-    const entry = { key, session };
+    const session = this.#d.sessions.open(principal, connection, req.remoteAddress, { firstRequest: `${op.http.method} ${op.http.path}` });
+    const entry: ConnSession = { subject: principal.subject, connection: connection.name, session, open: undefined };
     this.#connSessions.set(conn, entry);
-    session.catch(() => {
-      if (this.#connSessions.get(conn) === entry) this.#connSessions.delete(conn);
-    });
+    session.then(
+      (s) => {
+        entry.open = s;
+      },
+      () => {
+        if (this.#connSessions.get(conn) === entry) this.#connSessions.delete(conn);
+      },
+    );
     conn.onClose(() => {
       if (this.#connSessions.get(conn) !== entry) return;
       this.#connSessions.delete(conn);
@@ -249,17 +266,30 @@ export class HttpListener {
     throw new GatehouseError("HTTP_TLS_REQUIRED", `plain HTTP from ${req.remoteAddress ?? "?"}`);
   }
 
-  async #principal(req: H1Request): Promise<Principal> {
+  /** The caller's token from Authorization: Bearer, or (git) Basic with the token as password. */
+  #token(req: H1Request): string | undefined {
+    const h = req.headers.authorization;
+    if (typeof h !== "string") return undefined;
+    const token = bearerFrom(h);
+    if (token) return token;
+    const basic = /^Basic[ ]+(\S+)\s*$/i.exec(h);
+    if (!basic) return undefined;
+    const decoded = Buffer.from(basic[1]!, "base64").toString("utf8");
+    return decoded.slice(decoded.indexOf(":") + 1) || undefined;
+  }
+
+  /**
+   * Who is calling: a token verified before (the same client sends it with every request) without
+   * a wait, else verified now. Throws (audited) when there is none or it does not verify.
+   */
+  #principal(req: H1Request): Principal | Promise<Principal> {
     this.#checkTransport(req);
-    const h = String(req.headers.authorization ?? "");
-    let token = bearerFrom(h);
-    if (!token) {
-      const basic = /^Basic[ ]+(\S+)\s*$/i.exec(h);
-      if (basic) {
-        const decoded = Buffer.from(basic[1]!, "base64").toString("utf8");
-        token = decoded.slice(decoded.indexOf(":") + 1) || undefined;
-      }
-    }
+    const token = this.#token(req);
+    const known = token === undefined ? undefined : this.#d.verifier.cached?.(token);
+    return known ?? this.#verify(req, token);
+  }
+
+  async #verify(req: H1Request, token: string | undefined): Promise<Principal> {
     try {
       if (!token) throw new GatehouseError("AUTH_TOKEN_MISSING", "send `Authorization: Bearer <token>` (git: the token as the password)");
       return await this.#d.verifier.verify(token);
@@ -410,8 +440,9 @@ export class HttpListener {
     let body: Buffer;
     let streamed: boolean;
     try {
-      principal = await this.#principal(req);
-      ({ body, streamed } = await this.#readBody(req, res));
+      const p = this.#principal(req);
+      principal = p instanceof Promise ? await p : p;
+      ({ body, streamed } = req.framing.kind === "none" ? NO_BODY : await this.#readBody(req, res));
     } catch (e) {
       return this.#problem(res, e, { git: isGit });
     }
@@ -439,7 +470,8 @@ export class HttpListener {
 
     let session: OpenSession;
     try {
-      session = await this.#sessionFor(req, principal, connection, { firstRequest: `${op.http.method} ${op.http.path}` });
+      const s = this.#sessionFor(req, principal, connection, op);
+      session = s instanceof Promise ? await s : s;
     } catch (e) {
       return this.#problem(res, e, { git: isGit });
     }
