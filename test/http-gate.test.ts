@@ -87,6 +87,17 @@ describe("HTTP gate", () => {
     assert.ok(!JSON.stringify(seen).includes(agentToken), "the caller's token never reaches the target");
   });
 
+  test("the query reaches the target as sent, even right after the connection or holding a slash", async () => {
+    for (const [path, url] of [
+      ["/ci?next=/a/b", "/?next=/a/b"],
+      ["/ci/jobs?next=/a/b&x=%2F", "/jobs?next=/a/b&x=%2F"],
+    ]) {
+      const r = await curl([`${base}${path}`]);
+      assert.equal(r.status, 200, path);
+      assert.equal(JSON.parse(r.body).url, url, path);
+    }
+  });
+
   test("forwarding claims the caller could forge do not reach the target", async () => {
     await curl(["-H", "X-Forwarded-For: 10.0.0.1", "-H", "Forwarded: for=10.0.0.1", "-H", "X-Real-IP: 10.0.0.1", `${base}/ci/whoami`]);
     assert.ok(!JSON.stringify(seenHeaders.at(-1)).includes("10.0.0.1"));

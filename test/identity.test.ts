@@ -316,3 +316,41 @@ describe("development issuer", () => {
     await rejectsCode(mintDevToken(cfg), "DEV_ISSUER_DISABLED");
   });
 });
+
+describe("verified-token cache", () => {
+  let dir = "";
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "gatehouse-identity-cache-"));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  test("an entry is trusted until the token expires or 60 s pass, and never after the verifier drops it", async () => {
+    const c = idp.identityConfig({ devIssuer: { enabled: true, keyFile: join(dir, "dev.json"), audience: "gatehouse-dev", tokenLifetime: 300 } });
+    let clock = Date.now();
+    const v = new TokenVerifier(c, { now: () => clock });
+    const token = await mintDevToken(c, { kind: "service", subject: "agent-cache", lifetimeSeconds: 30 });
+    assert.equal(v.cached(token), undefined, "nothing is trusted before it was verified");
+    const p = await v.verify(token);
+    const entry = v.cached(token)!;
+    assert.equal(entry.principal, p);
+    assert.equal(v.cached(`${token.slice(0, -2)}AA`), undefined, "another byte string (a forged signature) never hits the entry");
+    assert.ok(v.isTrusted(entry));
+    clock += 31_000; // past the token's exp (30 s): no longer trusted, though kept by a caller
+    assert.equal(v.isTrusted(entry), false);
+    assert.equal(v.cached(token), undefined);
+    // A longer-lived token: trusted for at most 60 s without a new signature check.
+    const long = await mintDevToken(c, { kind: "service", subject: "agent-cache", lifetimeSeconds: 3600 });
+    clock = Date.now();
+    await v.verify(long);
+    const e2 = v.cached(long)!;
+    clock += 59_000;
+    assert.ok(v.isTrusted(e2));
+    clock += 2_000;
+    assert.equal(v.isTrusted(e2), false);
+    clock = Date.now();
+    await v.verify(long);
+    const e3 = v.cached(long)!;
+    v.close();
+    assert.equal(v.isTrusted(e3), false, "closing the verifier drops what callers kept");
+  });
+});

@@ -5,12 +5,15 @@ import type { FastifyRequest } from "fastify";
 import type { AuditLog } from "../audit/log.ts";
 import { GatehouseError } from "../domain/errors.ts";
 import type { Principal } from "../domain/principal.ts";
+import type { TrustedToken } from "../identity/verifier.ts";
 import type { GatewayMetrics } from "../observability/metrics.ts";
 
 export interface Verifier {
   verify(token: string): Promise<Principal>;
   /** A token verified before and still trusted, without waiting (hot paths); else undefined. */
-  cached?(token: string): Principal | undefined;
+  cached?(token: string): TrustedToken | undefined;
+  /** Whether an entry from `cached` may still be used. */
+  isTrusted?(entry: TrustedToken): boolean;
 }
 
 /** The credential of an `Authorization: Bearer <credential>` header, or undefined. */

@@ -26,6 +26,13 @@ export interface TokenVerifierOptions {
 const VERIFIED_TTL_MS = 60_000;
 const VERIFIED_MAX = 10_000;
 
+/** A verified token: its principal, trusted until `until` (ms) unless the verifier dropped it. */
+export interface TrustedToken {
+  readonly principal: Principal;
+  readonly until: number;
+  dropped: boolean;
+}
+
 export class TokenVerifier {
   private readonly fetch: typeof fetch;
   private readonly now: () => number;
@@ -49,26 +56,34 @@ export class TokenVerifier {
    * The token itself is the key — hashing it cost more per request than the lookup — so memory is
    * at most VERIFIED_MAX verified tokens (each under the size limit of parseUnverified).
    */
-  private readonly verified = new Map<string, { principal: Principal; until: number }>();
+  private readonly verified = new Map<string, TrustedToken>();
 
-  /** The principal of a token verified before and still trusted, without waiting: else undefined. */
-  cached(token: string): Principal | undefined {
+  /**
+   * A token verified before and still trusted, without waiting: else undefined. A caller may keep
+   * the entry (a keep-alive connection, for its next request) while `isTrusted(entry)` holds.
+   */
+  cached(token: string): TrustedToken | undefined {
     const hit = this.verified.get(token);
     if (!hit) return undefined;
-    if (this.now() < hit.until) return hit.principal;
+    if (this.now() < hit.until) return hit;
     this.verified.delete(token);
     return undefined;
   }
 
+  /** Whether an entry from `cached` may still be used. */
+  isTrusted(entry: TrustedToken): boolean {
+    return !entry.dropped && this.now() < entry.until;
+  }
+
   async verify(token: string): Promise<Principal> {
     const hit = this.cached(token);
-    if (hit) return hit;
+    if (hit) return hit.principal;
     const now = this.now();
     const principal = await this.verifyUncached(token);
     const until = Math.min(principal.expiresAt * 1000, now + VERIFIED_TTL_MS);
     if (until > now) {
       if (this.verified.size >= VERIFIED_MAX) this.verified.delete(this.verified.keys().next().value as string);
-      this.verified.set(token, { principal, until });
+      this.verified.set(token, { principal, until, dropped: false });
     }
     return principal;
   }
@@ -89,6 +104,7 @@ export class TokenVerifier {
 
   /** Drops cached keys; the verifier stays usable and refetches on demand. */
   close(): void {
+    for (const e of this.verified.values()) e.dropped = true;
     this.verified.clear();
     for (const s of this.sources.values()) s.clear();
     this.sources.clear();

@@ -7,7 +7,7 @@ import { hash } from "node:crypto";
 import { GatehouseError } from "../../domain/errors.ts";
 import type { HttpDescription, Operation } from "../../domain/operation.ts";
 import { gitService, parseReceivePack, type ReceivePackCommands } from "./git.ts";
-import { normalizeTarget } from "./normalize.ts";
+import { type NormalizedTarget, normalizeTarget } from "./normalize.ts";
 
 /** Headers that are credentials or hop-by-hop: never part of an Operation. */
 export const SENSITIVE_HEADERS = new Set(["authorization", "proxy-authorization", "cookie", "set-cookie", "x-gatehouse-token"]);
@@ -19,6 +19,8 @@ export interface HttpRequestInput {
   method: string;
   /** Request target relative to the connection, e.g. `/job/x/build?delay=0`. */
   target: string;
+  /** `target` already normalized (normalize.ts), if the caller did. */
+  normalized?: NormalizedTarget | undefined;
   headers: Record<string, string | string[] | undefined>;
   body: Buffer;
   /** The body with its Content-Encoding (gzip) undone, when it had one: what JSON and git parsing read. */
@@ -52,7 +54,7 @@ const EMPTY_SHA256 = hash("sha256", "", "hex");
 
 export function describeHttp(input: HttpRequestInput): DescribedHttp {
   const method = input.method.toUpperCase();
-  const t = normalizeTarget(input.target);
+  const t = input.normalized ?? normalizeTarget(input.target);
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(input.headers)) {
     const name = k.toLowerCase();

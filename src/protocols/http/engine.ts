@@ -28,12 +28,13 @@ import { Cancellation } from "../../domain/cancel.ts";
 import { GatehouseError } from "../../domain/errors.ts";
 import type { GitRefUpdate } from "../../domain/operation.ts";
 import type { Principal } from "../../domain/principal.ts";
+import type { TrustedToken } from "../../identity/verifier.ts";
 import { verdictEvent } from "../../gate/gate.ts";
 import type { EngineDeps, OpenSession } from "../../gate/sessions.ts";
 import { isLoopback } from "../loopback.ts";
 import { type DescribedHttp, describeHttp } from "./classify.ts";
 import { GitProtocolError } from "./git.ts";
-import { normalizeTarget, PathRejected } from "./normalize.ts";
+import { type NormalizedTarget, normalizeTarget, PathRejected, withoutFirstSegment } from "./normalize.ts";
 import { H1Connection, type H1Request, type H1Response } from "./server.ts";
 import { listen } from "../listen.ts";
 
@@ -137,6 +138,8 @@ export class HttpListener {
   readonly #byHost = new Map<string, Connection>();
   /** The session of each client connection (keep-alive: many requests), for one principal and connection. */
   readonly #connSessions = new WeakMap<H1Connection, ConnSession>();
+  /** The Authorization header of each connection's last verified request, and its token's trust. */
+  readonly #connAuth = new WeakMap<H1Connection, { header: string; trusted: TrustedToken }>();
   readonly #conns = new Set<H1Connection>();
   readonly #closing = new Set<Promise<void>>();
 
@@ -246,7 +249,7 @@ export class HttpListener {
   }
 
   /** The connection and the request target relative to it. */
-  #route(req: H1Request): { connection: Connection; target: string } {
+  #route(req: H1Request): { connection: Connection; target: string; normalized?: NormalizedTarget } {
     const url = req.target;
     const host = this.#byHost.size ? req.host.replace(/:\d+$/, "").toLowerCase() : "";
     const byHost = this.#byHost.get(host);
@@ -255,9 +258,8 @@ export class HttpListener {
     const name = t.segments[0];
     const c = name === undefined ? undefined : this.#d.connections.get(name);
     if (!c || c.protocol !== "http") throw new GatehouseError("HTTP_NO_CONNECTION", name === undefined ? "the path names no connection" : `"${name}" is not an HTTP connection of this gateway`);
-    // The canonical target minus its first segment.
-    const rest = t.forward.slice(t.forward.indexOf("/", 1) < 0 ? t.forward.length : t.forward.indexOf("/", 1));
-    return { connection: c, target: rest.startsWith("/") ? rest : `/${rest}` };
+    const rest = withoutFirstSegment(t);
+    return { connection: c, target: rest.forward, normalized: rest };
   }
 
   /** Tokens only over TLS: plain HTTP is for loopback clients, or explicitly behind a TLS proxy. */
@@ -279,14 +281,24 @@ export class HttpListener {
   }
 
   /**
-   * Who is calling: a token verified before (the same client sends it with every request) without
-   * a wait, else verified now. Throws (audited) when there is none or it does not verify.
+   * Who is calling. A keep-alive client sends the same Authorization header with every request:
+   * while it is the one this connection's last request verified and that token is still trusted,
+   * its principal is used at once; a token verified before on any connection also needs no wait;
+   * anything else is verified now. Throws (audited) when there is no token or it does not verify.
    */
   #principal(req: H1Request): Principal | Promise<Principal> {
     this.#checkTransport(req);
+    const header = req.headers.authorization;
+    const v = this.#d.verifier;
+    const last = this.#connAuth.get(req.conn);
+    if (last !== undefined && header === last.header && v.isTrusted?.(last.trusted)) return last.trusted.principal;
     const token = this.#token(req);
-    const known = token === undefined ? undefined : this.#d.verifier.cached?.(token);
-    return known ?? this.#verify(req, token);
+    const trusted = token === undefined ? undefined : v.cached?.(token);
+    if (trusted && typeof header === "string") {
+      this.#connAuth.set(req.conn, { header, trusted });
+      return trusted.principal;
+    }
+    return this.#verify(req, token);
   }
 
   async #verify(req: H1Request, token: string | undefined): Promise<Principal> {
@@ -430,8 +442,9 @@ export class HttpListener {
     const started = Date.now();
     let connection: Connection;
     let target: string;
+    let normalized: NormalizedTarget | undefined;
     try {
-      ({ connection, target } = this.#route(req));
+      ({ connection, target, normalized } = this.#route(req));
     } catch (e) {
       return this.#problem(res, e instanceof PathRejected ? new GatehouseError("HTTP_TARGET_REJECTED", e.reason) : e);
     }
@@ -451,7 +464,7 @@ export class HttpListener {
     try {
       const f = req.framing;
       if (!streamed) decoded = decodeBody(body, req.headers["content-encoding"] as string | undefined, this.#d.config.maxBodyBytes * 8);
-      op = describeHttp({ method: req.method, target, headers: req.headers, body, decoded, git: isGit, ...(streamed ? { streamed: { declaredBytes: f.kind === "length" ? f.length : undefined } } : {}) });
+      op = describeHttp({ method: req.method, target, normalized, headers: req.headers, body, decoded, git: isGit, ...(streamed ? { streamed: { declaredBytes: f.kind === "length" ? f.length : undefined } } : {}) });
     } catch (e) {
       if (e instanceof PathRejected) return this.#problem(res, new GatehouseError("HTTP_TARGET_REJECTED", e.reason), { git: isGit });
       if (e instanceof GitProtocolError) return this.#problem(res, new GatehouseError("HTTP_GIT_MALFORMED", e.message), { git: isGit });

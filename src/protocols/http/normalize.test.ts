@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { normalizeTarget, PathRejected } from "./normalize.ts";
+import { normalizeTarget, PathRejected, withoutFirstSegment } from "./normalize.ts";
 
 test("every trick lands on the canonical path", () => {
   const cases: Array<[string, string]> = [
@@ -46,6 +46,37 @@ test("the forwarded target is canonical and judged again gives the same path", (
       const again = normalizeTarget(first.forward);
       assert.equal(again.path, first.path, "idempotent: the target sees the judged path");
       assert.ok(!first.segments.includes("..") && !first.segments.includes(".") && !first.segments.includes(""));
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+test("the target after the connection's segment is the canonical rest, query included as sent", () => {
+  const cases: Array<[string, string, string]> = [
+    ["/svc/status", "/status", "/status"],
+    ["/svc?x=1", "/", "/?x=1"],
+    ["/svc/a?next=/b/c", "/a", "/a?next=/b/c"],
+    ["/svc/", "/", "/"],
+    ["/svc/a/", "/a/", "/a/"],
+    ["/s%20c/a%20b?", "/a b", "/a%20b?"],
+    ["/svc/../other/x", "/x", "/x"],
+  ];
+  for (const [input, path, forward] of cases) {
+    const r = withoutFirstSegment(normalizeTarget(input));
+    assert.deepEqual([r.path, r.forward], [path, forward], input);
+  }
+  fc.assert(
+    fc.property(fc.array(fc.oneof(fc.constantFrom("..", ".", "", "%2e", "a", "B", "%41", "é", "%20", "~", "x?y=/z"), fc.string({ maxLength: 4 })), { minLength: 1, maxLength: 8 }), (segs) => {
+      let t: ReturnType<typeof normalizeTarget>;
+      try {
+        t = normalizeTarget(`/${segs.join("/")}`);
+      } catch {
+        return;
+      }
+      if (!t.segments.length) return;
+      const rest = withoutFirstSegment(t);
+      assert.deepEqual(normalizeTarget(rest.forward), rest, "the same as normalizing the rest");
+      assert.deepEqual(rest.segments, t.segments.slice(1));
     }),
     { numRuns: 3000 },
   );

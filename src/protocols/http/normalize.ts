@@ -107,3 +107,17 @@ export function normalizeTarget(target: string): NormalizedTarget {
   const forward = `/${out.map(encodeSegment).join("/")}${trailing ? "/" : ""}${q < 0 ? "" : `?${query}`}`;
   return { path, segments: out, query, forward };
 }
+
+/**
+ * The target relative to its first segment (the connection named in the path): `/svc/a/b?q=/x`
+ * → `/a/b?q=/x`. The same as normalizing that rest, without doing it twice.
+ */
+export function withoutFirstSegment(t: NormalizedTarget): NormalizedTarget {
+  const first = t.segments[0];
+  if (first === undefined) return t;
+  const segments = t.segments.slice(1);
+  const trailing = segments.length > 0 && t.path.length > 1 && t.path.endsWith("/");
+  // The forward form starts with `/` and the first segment as encoded; what follows is the rest.
+  const after = t.forward.slice(1 + encodeSegment(first).length);
+  return { path: `/${segments.join("/")}${trailing ? "/" : ""}`, segments, query: t.query, forward: after.startsWith("/") ? after : `/${after}` };
+}
