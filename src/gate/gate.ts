@@ -15,7 +15,7 @@ import type { Principal } from "../domain/principal.ts";
 import type { Review } from "../domain/review.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { RecordingEvent } from "../recording/format.ts";
-import type { GatewayMetrics } from "../observability/metrics.ts";
+import { type GatewayMetrics, labels } from "../observability/metrics.ts";
 import type { PolicyEngine } from "../policy/engine.ts";
 import { bindingHash } from "../reviews/binding.ts";
 import type { ReviewService } from "../reviews/service.ts";
@@ -97,10 +97,32 @@ export function verdictEvent(msg: number, op: Operation, v: Verdict): RecordingE
   return e;
 }
 
+/** Label sets per connection (and decision, rule) are kept: at most this many, then started over. */
+const MAX_LABEL_SETS = 10_000;
+
 export class Gate {
   readonly #d: GateDeps;
+  readonly #labels = new Map<string, { connection: Readonly<{ connection: string }>; decisions: Map<string, Readonly<Record<string, string>>> }>();
   constructor(deps: GateDeps) {
     this.#d = deps;
+  }
+
+  /** The metric label sets of a connection and a decision, made once (metrics.ts labels()). */
+  #labelsFor(connection: string, action: string, rule: string): { connection: Readonly<{ connection: string }>; decision: Readonly<Record<string, string>> } {
+    let c = this.#labels.get(connection);
+    if (!c) {
+      if (this.#labels.size >= MAX_LABEL_SETS) this.#labels.clear();
+      c = { connection: labels({ connection }), decisions: new Map() };
+      this.#labels.set(connection, c);
+    }
+    const key = `${action}\u0000${rule}`;
+    let d = c.decisions.get(key);
+    if (!d) {
+      if (c.decisions.size >= MAX_LABEL_SETS) c.decisions.clear();
+      d = labels({ connection, decision: action, rule });
+      c.decisions.set(key, d);
+    }
+    return { connection: c.connection, decision: d };
   }
 
   reviewUrl(id: string): string | undefined {
@@ -116,10 +138,10 @@ export class Gate {
   }
 
   async judge(s: GateSession, op: Operation, hooks: JudgeHooks = {}, decided?: Decision): Promise<Verdict> {
-    const started = process.hrtime.bigint();
+    const started = performance.now();
     const decision = decided ?? this.decide(s, op);
-    const labels = { connection: s.connection.name, decision: decision.action, rule: decision.rule };
-    this.#d.metrics.decisions.inc(labels);
+    const metricLabels = this.#labelsFor(s.connection.name, decision.action, decision.rule);
+    this.#d.metrics.decisions.inc(metricLabels.decision);
     // Built only when it will be written: at info this line is the gate's most expensive step.
     if (this.#d.logger.isLevelEnabled("info")) {
       this.#d.logger.info({ event: "decision", session: s.id, principal: s.principal.subject, connection: s.connection.name, decision: decision.action, rule: decision.rule, kinds: op.sql?.statements.map((x) => x.kind), statementIndex: decision.statementIndex }, "decision");
@@ -132,7 +154,7 @@ export class Gate {
       this.#d.logger.error({ session: s.id, err: (e as Error).message }, "audit write failed; operation refused");
       return { forward: false, decision, error: e instanceof GatehouseError ? e : new GatehouseError("STORE_UNAVAILABLE", (e as Error).message) };
     } finally {
-      this.#d.metrics.gateSeconds.observe({ connection: s.connection.name }, Number(process.hrtime.bigint() - started) / 1e9);
+      this.#d.metrics.gateSeconds.observe(metricLabels.connection, (performance.now() - started) / 1000);
     }
 
     switch (decision.action) {

@@ -21,6 +21,27 @@ function labelKey(labels: Labels): string {
   return out;
 }
 
+/** Keys of label sets that callers pass again and again: frozen objects they keep (see labels()). */
+const keyCache = new WeakMap<Labels, string>();
+
+function keyOf(labels: Labels): string {
+  if (!Object.isFrozen(labels)) return labelKey(labels);
+  let k = keyCache.get(labels);
+  if (k === undefined) {
+    k = labelKey(labels);
+    keyCache.set(labels, k);
+  }
+  return k;
+}
+
+/**
+ * A label set for hot paths: frozen, so its series key is computed once, not on every
+ * observation. Keep it (per connection, rule, …) and pass the same object each time.
+ */
+export function labels<L extends Labels>(l: L): Readonly<L> {
+  return Object.freeze(l);
+}
+
 abstract class Metric {
   constructor(
     readonly name: string,
@@ -39,7 +60,7 @@ export class Counter extends Metric {
     super(name, help, "counter");
   }
   inc(labels: Labels = {}, by = 1): void {
-    const k = labelKey(labels);
+    const k = keyOf(labels);
     this.#values.set(k, (this.#values.get(k) ?? 0) + by);
   }
   get(labels: Labels = {}): number {
@@ -86,7 +107,7 @@ export class Histogram extends Metric {
     super(name, help, "histogram");
   }
   observe(labels: Labels, value: number): void {
-    const k = labelKey(labels);
+    const k = keyOf(labels);
     let s = this.#series.get(k);
     if (!s) {
       s = { counts: new Array(this.buckets.length).fill(0), sum: 0, count: 0 };

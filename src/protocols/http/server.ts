@@ -80,7 +80,7 @@ export class H1Request {
   }
 
   get remoteAddress(): string | undefined {
-    return this.conn.socket.remoteAddress;
+    return this.conn.remoteAddress;
   }
 
   get host(): string {
@@ -235,6 +235,8 @@ enum State {
 /** One client connection: parses requests one after another and hands each to the handlers. */
 export class H1Connection {
   readonly socket: Socket;
+  /** The client's address, read once (the socket forgets it when it closes). */
+  readonly remoteAddress: string | undefined;
   readonly #h: H1Handlers;
   readonly #limits: HeadLimits;
   readonly #headersTimeoutMs: number;
@@ -260,6 +262,7 @@ export class H1Connection {
 
   constructor(socket: Socket, handlers: H1Handlers, opts: H1ServerOptions = {}) {
     this.socket = socket;
+    this.remoteAddress = socket.remoteAddress;
     this.#h = handlers;
     this.#limits = { maxHeadBytes: opts.maxHeadBytes ?? DEFAULT_HEAD_LIMITS.maxHeadBytes, maxHeaders: opts.maxHeaders ?? DEFAULT_HEAD_LIMITS.maxHeaders };
     this.#headersTimeoutMs = opts.headersTimeoutMs ?? 30_000;
