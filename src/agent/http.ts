@@ -38,12 +38,16 @@ export interface HttpForwardResponse {
 }
 
 /** RFC 9110 §7.6.1 connection-specific fields, plus credentials the caller sent. */
-const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization", "host", "content-length"]);
-/** The caller's credentials, and forwarding claims it could forge (the target might trust them). */
-const CALLER_CREDENTIALS = new Set(["authorization", "cookie", "x-gatehouse-token", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"]);
+const HOP_BY_HOP_NAMES = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization", "host", "content-length"];
+const HOP_BY_HOP: ReadonlySet<string> = new Set(HOP_BY_HOP_NAMES);
+/**
+ * What a request to the target never carries: hop-by-hop fields, the caller's credentials, and
+ * forwarding claims it could forge (the target might trust them). One set: one lookup per field.
+ */
+const NOT_TO_TARGET: ReadonlySet<string> = new Set([...HOP_BY_HOP_NAMES, "authorization", "cookie", "x-gatehouse-token", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"]);
 
-/** Drop hop-by-hop headers (and those the Connection header names). */
-export function endToEnd(headers: Record<string, string | string[] | undefined>, extraDrop?: ReadonlySet<string>): Record<string, string | string[]> {
+/** Drop the fields in `drop` (hop-by-hop ones by default) and those the Connection header names. */
+export function endToEnd(headers: Record<string, string | string[] | undefined>, drop: ReadonlySet<string> = HOP_BY_HOP): Record<string, string | string[]> {
   const c = headers.connection;
   const named = c === undefined ? undefined : new Set(String(c).split(",").map((x) => x.trim().toLowerCase()));
   const out: Record<string, string | string[]> = {};
@@ -52,7 +56,7 @@ export function endToEnd(headers: Record<string, string | string[] | undefined>,
     if (v === undefined) continue;
     // Keys are lower case already when they come from our parser; others (a caller's object) may not be.
     const n = k.toLowerCase();
-    if (HOP_BY_HOP.has(n) || extraDrop?.has(n) || named?.has(n)) continue;
+    if (drop.has(n) || named?.has(n)) continue;
     out[n] = v;
   }
   return out;
@@ -102,7 +106,7 @@ export class HttpForwarder {
    */
   async upgrade(name: string, t: HttpTarget, req: { target: string; headers: Record<string, string | string[] | undefined> }): Promise<Duplex> {
     const target = this.#cachedTarget(name, t) ?? (await this.#target(name, t));
-    const headers = endToEnd(req.headers, CALLER_CREDENTIALS);
+    const headers = endToEnd(req.headers, NOT_TO_TARGET);
     await this.#credential(t, headers);
     const upgrade = req.headers.upgrade;
     if (typeof upgrade !== "string") throw new GatehouseError("HTTP_TARGET_REJECTED", "an upgrade request without an Upgrade header");
@@ -125,7 +129,7 @@ export class HttpForwarder {
 
   async forward(name: string, t: HttpTarget, req: HttpForwardRequest): Promise<HttpForwardResponse> {
     const target = this.#cachedTarget(name, t) ?? (await this.#target(name, t));
-    const headers = endToEnd(req.headers, CALLER_CREDENTIALS);
+    const headers = endToEnd(req.headers, NOT_TO_TARGET);
     headers.via = "1.1 gatehouse";
     const credential = this.#credential(t, headers);
     if (credential) await credential;

@@ -100,27 +100,38 @@ export function verdictEvent(msg: number, op: Operation, v: Verdict): RecordingE
 /** Label sets per connection (and decision, rule) are kept: at most this many, then started over. */
 const MAX_LABEL_SETS = 10_000;
 
+type ConnectionLabels = { connection: Readonly<{ connection: string }>; decisions: Map<string, Map<string, Readonly<Record<string, string>>>>; size: number };
+
 export class Gate {
   readonly #d: GateDeps;
-  readonly #labels = new Map<string, { connection: Readonly<{ connection: string }>; decisions: Map<string, Readonly<Record<string, string>>> }>();
+  readonly #labels = new Map<string, ConnectionLabels>();
   constructor(deps: GateDeps) {
     this.#d = deps;
   }
 
-  /** The metric label sets of a connection and a decision, made once (metrics.ts labels()). */
+  /** The metric label sets of a connection and of a decision on it, made once (metrics.ts labels()). */
   #labelsFor(connection: string, action: string, rule: string): { connection: Readonly<{ connection: string }>; decision: Readonly<Record<string, string>> } {
     let c = this.#labels.get(connection);
     if (!c) {
       if (this.#labels.size >= MAX_LABEL_SETS) this.#labels.clear();
-      c = { connection: labels({ connection }), decisions: new Map() };
+      c = { connection: labels({ connection }), decisions: new Map(), size: 0 };
       this.#labels.set(connection, c);
     }
-    const key = `${action}\u0000${rule}`;
-    let d = c.decisions.get(key);
+    let byRule = c.decisions.get(action);
+    if (!byRule) {
+      byRule = new Map();
+      c.decisions.set(action, byRule);
+    }
+    let d = byRule.get(rule);
     if (!d) {
-      if (c.decisions.size >= MAX_LABEL_SETS) c.decisions.clear();
+      if (++c.size > MAX_LABEL_SETS) {
+        c.decisions.clear();
+        c.size = 1;
+        byRule = new Map();
+        c.decisions.set(action, byRule);
+      }
       d = labels({ connection, decision: action, rule });
-      c.decisions.set(key, d);
+      byRule.set(rule, d);
     }
     return { connection: c.connection, decision: d };
   }

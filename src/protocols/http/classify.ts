@@ -56,7 +56,8 @@ export function describeHttp(input: HttpRequestInput): DescribedHttp {
   const method = input.method.toUpperCase();
   const t = input.normalized ?? normalizeTarget(input.target);
   const headers: Record<string, string> = {};
-  for (const [k, v] of Object.entries(input.headers)) {
+  for (const k in input.headers) {
+    const v = input.headers[k];
     const name = k.toLowerCase();
     if (v === undefined || SENSITIVE_HEADERS.has(name)) continue;
     headers[name] = Array.isArray(v) ? v.join(", ") : v;
