@@ -5,11 +5,16 @@
 // gate with recording off (where the time goes). Prints requests/s
 // and p50/p99 latency per row, and Gatehouse's ratios to each baseline.
 //
-//   npm run bench:http                  # 10 s per row
-//   BENCH_SECONDS=3 npm run bench:http  # quick
+//   npm run bench:http                                  # 6 rounds of 3 s per row
+//   BENCH_SECONDS=2 BENCH_REPEAT=3 npm run bench:http   # quick
 //
-// Environment: BENCH_SECONDS (10), BENCH_CONNECTIONS (16), BENCH_THREADS (2), BENCH_REPEAT (1,
-// rows interleaved, median reported), BENCH_KEEP=1 keeps the temp directory.
+// Environment: BENCH_SECONDS (3), BENCH_CONNECTIONS (16), BENCH_THREADS (2), BENCH_REPEAT (6
+// rounds; each round runs every row once, in turn), BENCH_KEEP=1 keeps the temp directory.
+//
+// Why rounds: on a shared 2-core VM the same row drifts by ±20 % from one minute to the next, so
+// one long run per row compares rows measured under different conditions. Each ratio is taken per
+// round, between rows measured seconds apart, and the median of those paired ratios is reported
+// next to the ratio of the median req/s.
 // Needs `wrk` (apt-get install wrk); the nginx row is skipped without `nginx` (apt-get install nginx-light).
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -23,10 +28,10 @@ import { type Child, freePort, killAllSync, run, startChild, stopAll, waitForPor
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = resolve(HERE, "../..");
 const env = process.env;
-const SECONDS = Number(env.BENCH_SECONDS ?? 10);
+const SECONDS = Number(env.BENCH_SECONDS ?? 3);
 const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 16);
 const THREADS = Number(env.BENCH_THREADS ?? 2);
-const REPEAT = Math.max(1, Number(env.BENCH_REPEAT ?? 1));
+const REPEAT = Math.max(1, Number(env.BENCH_REPEAT ?? 6));
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 const TARGET_JS = `
@@ -170,7 +175,8 @@ async function main(): Promise<void> {
     for (const r of rows) await wrk(r, Math.min(2, SECONDS));
     const runs = new Map<string, Result[]>();
     for (let i = 0; i < REPEAT; i++)
-      for (const r of rows) {
+      // Every other round runs the rows in reverse, so no row always follows the same neighbour.
+      for (const r of i % 2 ? [...rows].reverse() : rows) {
         const res = await wrk(r, SECONDS);
         log(`${r.name.padEnd(24)} ${Math.round(res.rps)} req/s  p50 ${res.p50.toFixed(2)} ms  p99 ${res.p99.toFixed(2)} ms${res.non2xx ? `  NON-2XX ${res.non2xx}` : ""}${res.errors ? `  ${res.errors}` : ""}`);
         runs.set(r.name, [...(runs.get(r.name) ?? []), res]);
@@ -180,7 +186,7 @@ async function main(): Promise<void> {
       return rs[Math.floor((rs.length - 1) / 2)];
     };
     const out: string[] = [];
-    out.push(`wrk -t${THREADS} -c${CONNECTIONS}, ${SECONDS} s per row${REPEAT > 1 ? ` (median of ${REPEAT})` : ""}, small JSON response from a Node target; ${cpus().length} CPUs, Node ${process.version}; load ${load0.map((x) => x.toFixed(1)).join(" ")} → ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
+    out.push(`wrk -t${THREADS} -c${CONNECTIONS}, ${SECONDS} s per row and round, ${REPEAT} round${REPEAT > 1 ? "s (medians)" : ""}, small JSON response from a Node target; ${cpus().length} CPUs, Node ${process.version}; load ${load0.map((x) => x.toFixed(1)).join(" ")} → ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
     out.push("");
     out.push(table(["row", "req/s", "p50 ms", "p99 ms", "non-2xx"], rows.map((r) => { const m = med(r.name)!; return [r.name, String(Math.round(m.rps)), m.p50.toFixed(2), m.p99.toFixed(2), String(m.non2xx)]; })));
     const ratio = (a: string, b: string) => {
@@ -188,14 +194,23 @@ async function main(): Promise<void> {
       const y = med(b)?.rps;
       return x && y ? (x / y).toFixed(2) : "—";
     };
+    /** The median over rounds of a / b measured in the same round (rows seconds apart). */
+    const paired = (a: string, b: string) => {
+      const xs = runs.get(a) ?? [];
+      const ys = runs.get(b) ?? [];
+      const rs = xs.map((x, i) => x.rps / (ys[i]?.rps ?? Number.NaN)).filter((r) => Number.isFinite(r)).sort((p, q) => p - q);
+      if (!rs.length) return "—";
+      const mid = rs[Math.floor((rs.length - 1) / 2)]!;
+      return rs.length > 1 ? `${mid.toFixed(2)} (${rs[0]!.toFixed(2)}–${rs.at(-1)!.toFixed(2)})` : mid.toFixed(2);
+    };
     out.push("");
-    const ratios: string[][] = [["bare node proxy / direct", ratio("bare node:http proxy", "direct (Node target)")]];
-    if (runs.has("nginx reverse proxy")) ratios.push(["nginx / direct", ratio("nginx reverse proxy", "direct (Node target)")]);
-    ratios.push(["Gatehouse / direct", ratio("Gatehouse (full gate)", "direct (Node target)")]);
-    ratios.push(["Gatehouse / bare node proxy (target ≥ 0.95)", ratio("Gatehouse (full gate)", "bare node:http proxy")]);
-    ratios.push(["Gatehouse recording off / bare node proxy", ratio("Gatehouse, recording off", "bare node:http proxy")]);
-    if (runs.has("nginx reverse proxy")) ratios.push(["Gatehouse / nginx", ratio("Gatehouse (full gate)", "nginx reverse proxy")]);
-    out.push(table(["ratio (req/s)", "value"], ratios));
+    const pairs: Array<[string, string, string]> = [["bare node proxy / direct", "bare node:http proxy", "direct (Node target)"]];
+    if (runs.has("nginx reverse proxy")) pairs.push(["nginx / direct", "nginx reverse proxy", "direct (Node target)"]);
+    pairs.push(["Gatehouse / direct", "Gatehouse (full gate)", "direct (Node target)"]);
+    pairs.push(["Gatehouse / bare node proxy (target ≥ 0.95)", "Gatehouse (full gate)", "bare node:http proxy"]);
+    pairs.push(["Gatehouse recording off / bare node proxy", "Gatehouse, recording off", "bare node:http proxy"]);
+    if (runs.has("nginx reverse proxy")) pairs.push(["Gatehouse / nginx", "Gatehouse (full gate)", "nginx reverse proxy"]);
+    out.push(table(["ratio (req/s)", "of medians", `per round, median (range)`], pairs.map(([label, a, b]) => [label, ratio(a, b), paired(a, b)])));
     for (const s of skipped) out.push(`\nskipped — ${s}`);
     process.stdout.write(`\n${out.join("\n")}\n`);
   } finally {

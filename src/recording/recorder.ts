@@ -147,10 +147,13 @@ export class SessionRecorder {
     buf.writeDoubleBE(at, off + 1);
     buf.writeUInt32BE(len, off + 9);
     const n = FRAME_HEADER_BYTES + len;
+    const first = off === 0;
     this.#pending += n;
     this.#total += n;
     if (this.#pending >= PENDING_LIMIT_BYTES) this.#svc.overflow(this);
-    else this.#svc.dirty(this, this.#pending >= FLUSH_SOON_BYTES);
+    // The service learns of a recorder once per flush (its first pending frame), and again when
+    // it has enough pending to flush early.
+    else if (first || this.#pending >= FLUSH_SOON_BYTES) this.#svc.dirty(this, this.#pending >= FLUSH_SOON_BYTES);
   }
 
   /** The pending frames as the next chunk (a buffer of its own), or undefined. */
