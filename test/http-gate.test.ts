@@ -253,6 +253,10 @@ describe("HTTP gate", () => {
     const text = await replay.text();
     assert.match(text, /"type":"http.exchange","method":"GET","path":"\/recorded","status":200/);
     assert.match(text, /"type":"http.exchange","method":"DELETE","path":"\/jobs\/1","status":403/);
+    // A plain allow travels in its exchange event; a denial has its own decision event.
+    assert.match(text, /"type":"http.exchange","method":"GET","path":"\/recorded","status":200,[^}]*"decision":"allow","rule":"ci-read"/);
+    assert.match(text, /"type":"decision","msg":0,"decision":"deny","rule":"no-delete","forwarded":false/);
+    assert.doesNotMatch(text, /"type":"http.exchange","method":"DELETE"[^}]*"decision"/);
     assert.ok(!text.includes(agentToken.split(".")[2]!), "the caller's token is not in the recording");
     // The frames: the request heads as the client sent them, credentials redacted; the responses
     // exactly as the gateway wrote them, the refusal included.

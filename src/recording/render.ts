@@ -96,7 +96,7 @@ export function renderEvent(e: RecordingEvent): string {
     case "session.error":
       return `-- session ended by the gateway: ${e.message}`;
     case "http.exchange":
-      return `=> ${e.method} ${e.path} → ${e.status || "no answer"}  ${e.durationMs} ms, ${e.requestBytes} B in, ${e.responseBytes} B out`;
+      return `=> ${e.method} ${e.path} → ${e.status || "no answer"}  ${e.durationMs} ms, ${e.requestBytes} B in, ${e.responseBytes} B out${e.decision ? `   [${e.decision} · ${e.rule}]` : ""}`;
     case "decision":
       return `   [${decisionOf([e])}]`;
     default:

@@ -30,6 +30,7 @@ import type { GitRefUpdate } from "../../domain/operation.ts";
 import type { Principal } from "../../domain/principal.ts";
 import type { TrustedToken } from "../../identity/verifier.ts";
 import { verdictEvent } from "../../gate/gate.ts";
+import type { RecordingEvent } from "../../recording/format.ts";
 import type { EngineDeps, OpenSession } from "../../gate/sessions.ts";
 import { isLoopback } from "../loopback.ts";
 import { type DescribedHttp, describeHttp } from "./classify.ts";
@@ -498,6 +499,8 @@ export class HttpListener {
     res.onClose(() => abort.cancel(new Error("client gone")));
     let status = 0;
     let responseBytes = 0;
+    /** Set for a plain allow (no review): recorded in the exchange event, not an event of its own. */
+    let allowedBy: string | undefined;
     try {
       const gs = { id: session.id, principal, connection };
       // A streamed body cannot be bound to an approval: only `allow` may forward it, and what
@@ -507,7 +510,8 @@ export class HttpListener {
         decided = { action: "deny", rule: decided.rule, message: `needs review, but its body is larger than listeners.http.maxBodyBytes (${this.#d.config.maxBodyBytes}), so it cannot be bound to an approval; send a smaller body` };
       }
       const v = await this.#d.gate.judge(gs, op, { signal: abort, holdTimeoutMs: this.#d.config.maxHoldSeconds * 1000 }, decided);
-      rec?.event(verdictEvent(0, op, v));
+      if (v.forward && v.review === undefined && v.replacement === undefined) allowedBy = v.decision.rule;
+      else rec?.event(verdictEvent(0, op, v));
       if (!v.forward) {
         if (push) {
           const out = gitRefusal(push.updates, `${v.error.code} ${v.error.message}`, push.capabilities.includes("side-band-64k") || push.capabilities.includes("side-band"));
@@ -558,7 +562,15 @@ export class HttpListener {
         });
       });
     } finally {
-      rec?.event({ type: "http.exchange", method: op.http.method, path: op.http.path, status, durationMs: Date.now() - started, requestBytes: body.length, responseBytes, ...(responseBytes > recordLimit ? { responseBytesRecorded: recordLimit } : {}) });
+      if (rec) {
+        const e: RecordingEvent = { type: "http.exchange", method: op.http.method, path: op.http.path, status, durationMs: Date.now() - started, requestBytes: body.length, responseBytes };
+        if (responseBytes > recordLimit) e.responseBytesRecorded = recordLimit;
+        if (allowedBy !== undefined) {
+          e.decision = "allow";
+          e.rule = allowedBy;
+        }
+        rec.event(e);
+      }
     }
   }
 }
