@@ -5,7 +5,7 @@
 //
 // Never: link onto a head not read in the same transaction.
 
-import { randomUUID } from "node:crypto";
+import { randomFillSync } from "node:crypto";
 import type BetterSqlite3 from "better-sqlite3";
 import { type AuditRecord, GENESIS_HASH, hashEvent } from "./chain.ts";
 
@@ -19,11 +19,17 @@ export type EventFields = Omit<AuditRecord, "seq" | "id" | "prev_hash" | "hash">
 let idMs = Number.NaN;
 let idPrefix = "";
 
+/** Random bytes for ids, from the CSPRNG in blocks: 10 per id (74 of their bits are used). */
+const ID_RANDOM_BYTES = 10;
+const idPool = Buffer.allocUnsafeSlow(512 * ID_RANDOM_BYTES);
+let idPoolAt = idPool.length;
+const VARIANT = "89ab";
+
 /**
- * A new event id: the UUIDv7 layout (RFC 9562) — 48 bits of Unix milliseconds, the version, and
- * 74 random bits taken from randomUUID (the CSPRNG). Ids made later sort later, so the unique
- * index on id grows at its right edge. Uniqueness rests on the random bits, as it did with v4
- * ids, and the store's unique index still enforces it.
+ * A new event id: the UUIDv7 layout (RFC 9562) — 48 bits of Unix milliseconds, the version, 12
+ * random bits, the RFC variant, and 62 more random bits, all 74 from the CSPRNG. Ids made later
+ * sort later, so the unique index on id grows at its right edge. Uniqueness rests on the random
+ * bits, as it did with v4 ids, and the store's unique index still enforces it.
  */
 export function newEventId(now: number = Date.now()): string {
   if (now !== idMs) {
@@ -31,8 +37,16 @@ export function newEventId(now: number = Date.now()): string {
     idMs = now;
     idPrefix = `${hex.slice(0, 8)}-${hex.slice(8)}-7`;
   }
-  // randomUUID is xxxxxxxx-xxxx-4xxx-Vxxx-xxxxxxxxxxxx: keep what follows its version digit.
-  return idPrefix + randomUUID().slice(15);
+  if (idPoolAt === idPool.length) {
+    randomFillSync(idPool);
+    idPoolAt = 0;
+  }
+  // 20 hex digits: 18 of them are rand_a (3) and rand_b (15); the variant's 2 random bits come
+  // from the last byte, whose digits are not used.
+  const h = idPool.toString("hex", idPoolAt, idPoolAt + ID_RANDOM_BYTES);
+  const variant = VARIANT[idPool[idPoolAt + ID_RANDOM_BYTES - 1]! & 3]!;
+  idPoolAt += ID_RANDOM_BYTES;
+  return `${idPrefix}${h.slice(0, 3)}-${variant}${h.slice(3, 6)}-${h.slice(6, 18)}`;
 }
 
 /** Chain a batch onto a head: one record per event, inserted as it is and handed back. */

@@ -34,7 +34,9 @@ describe("event ids", () => {
     assert.match(id, V7);
     assert.equal(Number.parseInt(id.slice(0, 8) + id.slice(9, 13), 16), at);
     const many = Array.from({ length: 10_000 }, () => newEventId(at));
-    assert.equal(new Set(many).size, many.length, "same millisecond, still distinct");
+    assert.equal(new Set(many).size, many.length, "same millisecond, still distinct (across refills of the random pool)");
+    assert.ok(many.every((x) => V7.test(x)));
+    assert.deepEqual([...new Set(many.map((x) => x[19]))].sort(), ["8", "9", "a", "b"], "the variant's two bits are random too");
     assert.ok(newEventId(at + 1) > newEventId(at), "a later millisecond sorts later");
     assert.match(newEventId(0), /^00000000-0000-7/);
   });

@@ -81,3 +81,24 @@ test("the target after the connection's segment is the canonical rest, query inc
     { numRuns: 3000 },
   );
 });
+
+test("an already-canonical path takes the short way to the same result", () => {
+  const seg = fc.stringMatching(/^[A-Za-z0-9\-._~!$&'()*+,;=:@]{1,6}$/);
+  fc.assert(
+    fc.property(fc.array(seg, { minLength: 1, maxLength: 6 }), fc.boolean(), fc.option(fc.stringMatching(/^[a-z0-9=&/%.]{0,8}$/), { nil: undefined }), (segs, slash, query) => {
+      const path = `/${segs.join("/")}${slash ? "/" : ""}`;
+      const target = query === undefined ? path : `${path}?${query}`;
+      let direct: ReturnType<typeof normalizeTarget>;
+      try {
+        direct = normalizeTarget(target);
+      } catch (e) {
+        assert.ok(e instanceof PathRejected);
+        assert.throws(() => normalizeTarget(`/x/..${target}`), PathRejected);
+        return;
+      }
+      // `/x/..` first forces the segment-by-segment walk; it cancels out.
+      assert.deepEqual(direct, normalizeTarget(`/x/..${target}`), target);
+    }),
+    { numRuns: 3000 },
+  );
+});
