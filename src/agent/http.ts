@@ -49,7 +49,8 @@ const NOT_TO_TARGET: ReadonlySet<string> = new Set([...HOP_BY_HOP_NAMES, "author
 /** Drop the fields in `drop` (hop-by-hop ones by default) and those the Connection header names. */
 export function endToEnd(headers: Record<string, string | string[] | undefined>, drop: ReadonlySet<string> = HOP_BY_HOP): Record<string, string | string[]> {
   const c = headers.connection;
-  const named = c === undefined ? undefined : new Set(String(c).split(",").map((x) => x.trim().toLowerCase()));
+  // `keep-alive` and `close` (most messages) name nothing that is not dropped anyway.
+  const named = c === undefined || c === "keep-alive" || c === "close" ? undefined : new Set(String(c).split(",").map((x) => x.trim().toLowerCase()));
   const out: Record<string, string | string[]> = {};
   for (const k in headers) {
     const v = headers[k];
