@@ -150,6 +150,33 @@ describe("the audit journal", () => {
   });
 });
 
+describe("recording chunks on the writer thread", () => {
+  test("are inserted as given; owned ones move to the thread (not copied), others are left as they were", async () => {
+    const { store } = await fileStore();
+    const log = new AuditLog(store, { journal: true });
+    try {
+      const owned = Buffer.allocUnsafeSlow(5000).fill(7);
+      const shared = Buffer.alloc(300, 9);
+      const done = log.writeChunksOffThread([
+        { sessionId: "s-1", seq: 0, at: 1, data: owned, owned: true },
+        { sessionId: "s-1", seq: 1, at: 2, data: shared },
+      ]);
+      assert.ok(done, "a file store has a writer thread");
+      assert.equal(owned.length, 0, "moved: the event loop no longer holds its bytes");
+      assert.equal(shared.length, 300);
+      await done;
+      const rows = await store.db.selectFrom("recording_chunks").selectAll().where("session_id", "=", "s-1").orderBy("seq").execute();
+      assert.deepEqual(rows.map((r) => [r.seq, r.bytes, Buffer.from(r.data).equals(Buffer.alloc(r.bytes, r.seq === 0 ? 7 : 9))]), [
+        [0, 5000, true],
+        [1, 300, true],
+      ]);
+    } finally {
+      await log.close();
+      await store.close();
+    }
+  });
+});
+
 describe("journal lines", () => {
   test("any event survives a round trip through a line, its data byte for byte (property)", async () => {
     const fc = (await import("fast-check")).default;

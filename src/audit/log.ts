@@ -348,13 +348,20 @@ export class AuditLog {
    * Insert recording chunks on the writer thread (another use of it: the blobs' inserts stay off
    * the event loop). Undefined when there is no writer thread: the caller writes them itself.
    */
-  writeChunksOffThread(rows: { sessionId: string; seq: number; at: number; data: Buffer }[]): Promise<void> | undefined {
+  writeChunksOffThread(rows: { sessionId: string; seq: number; at: number; data: Buffer; owned?: boolean }[]): Promise<void> | undefined {
     const t = this.#thread;
     if (!t) return undefined;
     const n = ++this.#chunkBatch;
+    // Owned chunks (the whole of their memory, read by no one after this) move to the thread
+    // instead of being copied into the message.
+    const transfer: ArrayBuffer[] = [];
+    for (const r of rows) {
+      const b = r.data.buffer;
+      if (r.owned && b instanceof ArrayBuffer && r.data.byteOffset === 0 && r.data.byteLength === b.byteLength) transfer.push(b);
+    }
     return new Promise<void>((resolve, reject) => {
       this.#chunkWaiters.set(n, { resolve, reject });
-      t.postMessage({ chunks: n, rows: rows.map((r) => [r.sessionId, r.seq, r.at, r.data] as [string, number, number, Uint8Array]) } satisfies IngesterRequest);
+      t.postMessage({ chunks: n, rows: rows.map((r) => [r.sessionId, r.seq, r.at, r.data] as [string, number, number, Uint8Array]) } satisfies IngesterRequest, transfer);
     });
   }
 

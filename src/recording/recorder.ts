@@ -162,7 +162,7 @@ export class SessionRecorder {
     if (!buf || !this.#pending) return undefined;
     const data = Buffer.allocUnsafeSlow(this.#pending);
     buf.copy(data, 0, 0, this.#pending);
-    const chunk: ChunkWrite = { sessionId: this.sessionId, seq: this.#seq++, at: data.readDoubleBE(1), data };
+    const chunk: ChunkWrite = { sessionId: this.sessionId, seq: this.#seq++, at: data.readDoubleBE(1), data, owned: true };
     // A burst's big buffer is not kept for a session that went quiet again.
     if (buf.length > KEEP_BUFFER_BYTES && this.#pending < buf.length / 4) this.#buf = undefined;
     this.#pending = 0;
@@ -288,10 +288,12 @@ export class RecordingService {
     }
     this.#dirty.clear();
     if (!batch.length) return;
+    // Sizes now: a sink may move owned chunks' memory to another thread.
+    const sizes = batch.map((c) => c.data.length);
     try {
       await this.sink.write(batch);
       let n = 0;
-      for (const c of batch) n += c.data.length;
+      for (const size of sizes) n += size;
       this.#d.metrics.recordingBytes.inc({}, n);
       if (!this.healthy) this.#d.logger.info({}, "recording writes succeed again");
       this.healthy = true;
@@ -303,7 +305,7 @@ export class RecordingService {
       this.#d.metrics.recordingFailures.inc({ storage: this.storage });
       this.#d.logger.error({ err: msg, sessions: owners.length }, "recording write failed");
       const err = new GatehouseError("RECORDING_FAILED", msg);
-      for (const [i, r] of owners.entries()) r.lost(batch[i]!.data.length, err);
+      for (const [i, r] of owners.entries()) r.lost(sizes[i]!, err);
     }
   }
 

@@ -20,6 +20,11 @@ export interface ChunkWrite {
   seq: number;
   at: number;
   data: Buffer;
+  /**
+   * `data` is the only view of its memory and nothing reads it after the write: a sink may move
+   * it to another thread instead of copying it (it is empty here afterwards).
+   */
+  owned?: boolean;
 }
 
 export interface StoredChunk {
