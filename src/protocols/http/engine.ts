@@ -33,7 +33,7 @@ import { verdictEvent } from "../../gate/gate.ts";
 import type { RecordingEvent } from "../../recording/format.ts";
 import type { EngineDeps, OpenSession } from "../../gate/sessions.ts";
 import { isLoopback } from "../loopback.ts";
-import { type DescribedHttp, describeHttp } from "./classify.ts";
+import { type DescribedHttp, describeHttp, SENSITIVE_HEADERS } from "./classify.ts";
 import { GitProtocolError } from "./git.ts";
 import { type NormalizedTarget, normalizeTarget, PathRejected, withoutFirstSegment } from "./normalize.ts";
 import { H1Connection, type H1Request, type H1Response } from "./server.ts";
@@ -89,21 +89,13 @@ const EMPTY = Buffer.alloc(0);
 
 const REDACTED = "[redacted by Gatehouse]";
 
-/** Whether a request header carries the caller's credentials (never recorded). */
-function isCredentialHeader(name: string): boolean {
-  const n = name.length;
-  if (n !== 13 && n !== 19 && n !== 6) return false;
-  const l = name.toLowerCase();
-  return l === "authorization" || l === "proxy-authorization" || l === "cookie";
-}
-
-/** The request head as the client sent it (latin1 text), its credentials redacted. */
+/** The request head as the client sent it (latin1 text), its credentials (SENSITIVE_HEADERS) redacted. */
 function headText(req: H1Request): string {
   let out = `${req.method} ${req.target} HTTP/1.${req.minor}\r\n`;
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    out += `${name}: ${isCredentialHeader(name) ? REDACTED : raw[i + 1]}\r\n`;
+    out += `${name}: ${SENSITIVE_HEADERS.has(name.toLowerCase()) ? REDACTED : raw[i + 1]}\r\n`;
   }
   return `${out}\r\n`;
 }
