@@ -97,43 +97,28 @@ export function verdictEvent(msg: number, op: Operation, v: Verdict): RecordingE
   return e;
 }
 
-/** Label sets per connection (and decision, rule) are kept: at most this many, then started over. */
+/** Metric label sets kept per connection, decision and rule: at most this many, then started over. */
 const MAX_LABEL_SETS = 10_000;
 
-type ConnectionLabels = { connection: Readonly<{ connection: string }>; decisions: Map<string, Map<string, Readonly<Record<string, string>>>>; size: number };
+type GateLabels = { connection: Readonly<{ connection: string }>; decision: Readonly<{ connection: string; decision: string; rule: string }> };
 
 export class Gate {
   readonly #d: GateDeps;
-  readonly #labels = new Map<string, ConnectionLabels>();
+  readonly #labels = new Map<string, GateLabels>();
   constructor(deps: GateDeps) {
     this.#d = deps;
   }
 
-  /** The metric label sets of a connection and of a decision on it, made once (metrics.ts labels()). */
-  #labelsFor(connection: string, action: string, rule: string): { connection: Readonly<{ connection: string }>; decision: Readonly<Record<string, string>> } {
-    let c = this.#labels.get(connection);
-    if (!c) {
+  /** The metric label sets of a decision on a connection, made once (metrics.ts labels()). */
+  #labelsFor(connection: string, action: string, rule: string): GateLabels {
+    const key = `${connection}\u0000${action}\u0000${rule}`;
+    let l = this.#labels.get(key);
+    if (!l) {
       if (this.#labels.size >= MAX_LABEL_SETS) this.#labels.clear();
-      c = { connection: labels({ connection }), decisions: new Map(), size: 0 };
-      this.#labels.set(connection, c);
+      l = { connection: labels({ connection }), decision: labels({ connection, decision: action, rule }) };
+      this.#labels.set(key, l);
     }
-    let byRule = c.decisions.get(action);
-    if (!byRule) {
-      byRule = new Map();
-      c.decisions.set(action, byRule);
-    }
-    let d = byRule.get(rule);
-    if (!d) {
-      if (++c.size > MAX_LABEL_SETS) {
-        c.decisions.clear();
-        c.size = 1;
-        byRule = new Map();
-        c.decisions.set(action, byRule);
-      }
-      d = labels({ connection, decision: action, rule });
-      byRule.set(rule, d);
-    }
-    return { connection: c.connection, decision: d };
+    return l;
   }
 
   reviewUrl(id: string): string | undefined {
