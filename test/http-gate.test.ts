@@ -212,6 +212,26 @@ describe("HTTP gate", () => {
     }
   });
 
+  test("on one keep-alive connection, only the exact header verified before is reused: a forged or missing token is refused", async () => {
+    const { connect } = await import("node:net");
+    const forged = `${agentToken.slice(0, -4)}${agentToken.slice(-4) === "AAAA" ? "BBBB" : "AAAA"}`;
+    const req = (auth: string | undefined, path: string) => `GET /ci/${path} HTTP/1.1\r\nHost: gw\r\n${auth === undefined ? "" : `Authorization: Bearer ${auth}\r\n`}\r\n`;
+    // Pipelined on one connection: verified, the same again, forged signature, none, verified.
+    const text = [req(agentToken, "a"), req(agentToken, "b"), req(forged, "c"), req(undefined, "d"), req(agentToken, "e")].join("");
+    const before = seen.length;
+    const out = await new Promise<string>((resolve) => {
+      const sock = connect(t.gw.http!.port, "127.0.0.1", () => sock.end(text));
+      let buf = "";
+      sock.on("data", (b) => (buf += b.toString()));
+      sock.on("close", () => resolve(buf));
+      sock.on("error", () => resolve(buf));
+    });
+    // Bodies end without a newline: a status line follows the previous body directly.
+    assert.deepEqual([...out.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1])), [200, 200, 401, 401, 200]);
+    assert.match(out, /GH-AUTH-003/, "the forged signature is checked, not taken from the connection's last request");
+    assert.deepEqual(seen.slice(before).map((x) => x.url), ["/a", "/b", "/e"], "only the verified requests reached the target");
+  });
+
   test("smuggling attempts (CL+TE, duplicate Content-Length, bad chunking) are refused before any judgement", async () => {
     const { connect } = await import("node:net");
     const raw = (text: string) =>
