@@ -30,11 +30,16 @@ export interface RecordingEvent {
   [k: string]: unknown;
 }
 
+/** Write a frame header (kind, at, len) into `buf` at `off`. */
+export function writeFrameHeader(buf: Buffer, off: number, kind: number, at: number, len: number): void {
+  buf[off] = kind;
+  buf.writeDoubleBE(at, off + 1);
+  buf.writeUInt32BE(len, off + 9);
+}
+
 export function frameHeader(kind: number, at: number, len: number): Buffer {
   const h = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
-  h[0] = kind;
-  h.writeDoubleBE(at, 1);
-  h.writeUInt32BE(len, 9);
+  writeFrameHeader(h, 0, kind, at, len);
   return h;
 }
 

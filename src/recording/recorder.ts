@@ -20,7 +20,7 @@ import { GatehouseError } from "../domain/errors.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { GatewayMetrics } from "../observability/metrics.ts";
 import type { Store } from "../store/store.ts";
-import { FRAME_HEADER_BYTES, FrameKind, type RecordingEvent } from "./format.ts";
+import { FRAME_HEADER_BYTES, FrameKind, type RecordingEvent, writeFrameHeader } from "./format.ts";
 import { type ChunkOffload, type ChunkWrite, openSink, type RecordingSink } from "./sinks.ts";
 
 /** A session with this much unflushed data triggers a flush at once. */
@@ -141,11 +141,8 @@ export class SessionRecorder {
 
   /** Write the header of the frame whose `len` payload bytes were just put after #pending + header. */
   #frame(kind: number, at: number, len: number): void {
-    const buf = this.#buf!;
     const off = this.#pending;
-    buf[off] = kind;
-    buf.writeDoubleBE(at, off + 1);
-    buf.writeUInt32BE(len, off + 9);
+    writeFrameHeader(this.#buf!, off, kind, at, len);
     const n = FRAME_HEADER_BYTES + len;
     const first = off === 0;
     this.#pending += n;
