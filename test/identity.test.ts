@@ -315,14 +315,6 @@ describe("development issuer", () => {
     await rejectsCode(verifier.verify(token), "AUTH_ISSUER_INVALID", token);
     await rejectsCode(mintDevToken(cfg), "DEV_ISSUER_DISABLED");
   });
-});
-
-describe("verified-token cache", () => {
-  let dir = "";
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), "gatehouse-identity-cache-"));
-  });
-  after(() => rm(dir, { recursive: true, force: true }));
 
   test("an entry is trusted until the token expires or 60 s pass, and never after the verifier drops it", async () => {
     const c = idp.identityConfig({ devIssuer: { enabled: true, keyFile: join(dir, "dev.json"), audience: "gatehouse-dev", tokenLifetime: 300 } });
