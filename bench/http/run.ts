@@ -17,7 +17,7 @@
 // next to the ratio of the median req/s.
 // Needs `wrk` (apt-get install wrk); the nginx row is skipped without `nginx` (apt-get install nginx-light).
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -62,6 +62,8 @@ interface Row {
   name: string;
   url: string;
   headers?: string[];
+  /** The proxy's process group (its leader's pid; nginx's worker is in its master's group), for CPU accounting. */
+  group?: number;
 }
 
 interface Result {
@@ -70,6 +72,34 @@ interface Result {
   p99: number;
   non2xx: number;
   errors: string;
+  /** CPU time (user + system, all threads) per request: the row's proxy, and the target. */
+  proxyUs?: number;
+  targetUs: number;
+}
+
+/** Kernel clock ticks per second for /proc/PID/stat's utime and stime (USER_HZ: 100 on Linux). */
+const CLK_TCK = 100;
+
+/**
+ * CPU ticks (user + system) used so far by every process in a process group, threads included.
+ * Noise-robust where req/s is not: on a shared 2-vCPU VM throughput drifts ±20 % from one minute to
+ * the next, while the CPU a proxy spends per request moves far less.
+ */
+function groupTicks(pgid: number): number {
+  let ticks = 0;
+  for (const d of readdirSync("/proc")) {
+    if (d.charCodeAt(0) < 48 || d.charCodeAt(0) > 57) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${d}/stat`, "utf8");
+    } catch {
+      continue; // exited while we looked
+    }
+    // After the command name in parentheses: state ppid pgrp … utime (12th) stime (13th).
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(f[2]) === pgid) ticks += Number(f[11]) + Number(f[12]);
+  }
+  return ticks;
 }
 
 function ms(v: string, unit: string): number {
@@ -77,9 +107,13 @@ function ms(v: string, unit: string): number {
   return unit === "us" ? n / 1000 : unit === "s" ? n * 1000 : n;
 }
 
-async function wrk(row: Row, seconds: number): Promise<Result> {
+async function wrk(row: Row, seconds: number, targetGroup: number): Promise<Result> {
   const args = ["-t", String(THREADS), "-c", String(CONNECTIONS), "-d", `${seconds}s`, "--latency", ...(row.headers ?? []).flatMap((h) => ["-H", h]), row.url];
+  const [p0, t0] = [row.group ? groupTicks(row.group) : 0, groupTicks(targetGroup)];
   const { stdout } = await run("wrk", args, { timeoutMs: (seconds + 30) * 1000 });
+  const [p1, t1] = [row.group ? groupTicks(row.group) : 0, groupTicks(targetGroup)];
+  const requests = Number(/(\d+) requests in/.exec(stdout)?.[1] ?? Number.NaN);
+  const perRequest = (ticks: number) => (ticks * 1e6) / CLK_TCK / requests;
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? Number.NaN);
   const lat = (p: string) => {
     const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)`).exec(stdout);
@@ -87,10 +121,10 @@ async function wrk(row: Row, seconds: number): Promise<Result> {
   };
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0);
   const errors = /Socket errors:.*/.exec(stdout)?.[0] ?? "";
-  return { rps, p50: lat("50"), p99: lat("99"), non2xx, errors };
+  return { rps, p50: lat("50"), p99: lat("99"), non2xx, errors, proxyUs: row.group ? perRequest(p1 - p0) : undefined, targetUs: perRequest(t1 - t0) };
 }
 
-async function nginxRow(dir: string, upstream: number): Promise<{ port: number } | string> {
+async function nginxRow(dir: string, upstream: number): Promise<{ port: number; group?: number } | string> {
   const bin = which("nginx") ?? (which("/usr/sbin/nginx") ? "/usr/sbin/nginx" : undefined);
   if (!bin) return "nginx is not installed (apt-get install -y nginx-light)";
   const port = await freePort();
@@ -115,10 +149,10 @@ http {
   );
   const child = startChild("nginx", bin, ["-c", join(d, "nginx.conf"), "-p", d, "-g", "daemon off;"]);
   await waitForPort(port, child, 10_000);
-  return { port };
+  return { port, group: child.proc.pid };
 }
 
-async function gatehouseRow(dir: string, upstream: number, opts: { recording?: boolean } = {}): Promise<{ port: number; token: string }> {
+async function gatehouseRow(dir: string, upstream: number, opts: { recording?: boolean } = {}): Promise<{ port: number; token: string; group?: number }> {
   const d = join(dir, opts.recording === false ? "gatehouse-norec" : "gatehouse");
   mkdirSync(d, { recursive: true });
   const [httpPort, apiPort] = [await freePort(), await freePort()];
@@ -137,7 +171,7 @@ async function gatehouseRow(dir: string, upstream: number, opts: { recording?: b
   const token = await mintDevToken(loadConfigFile(file).identity, { subject: "bench-agent", name: "bench-agent", groups: ["ai-agents"], kind: "service", lifetimeSeconds: 4 * 3600 });
   const child: Child = startChild("gatehouse", process.execPath, ["--import", "tsx", join(REPO, "src/cli/index.ts"), "gateway", "--config", file], { cwd: REPO });
   await waitForPort(httpPort, child, 60_000);
-  return { port: httpPort, token };
+  return { port: httpPort, token, group: child.proc.pid };
 }
 
 function table(headers: string[], rows: string[][]): string {
@@ -153,32 +187,33 @@ async function main(): Promise<void> {
   try {
     const targetPort = await freePort();
     const target = startChild("target", process.execPath, ["-e", TARGET_JS, String(targetPort)]);
+    const targetGroup = target.proc.pid!;
     await waitForPort(targetPort, target);
     const proxyPort = await freePort();
     const proxy = startChild("bare-proxy", process.execPath, ["-e", BARE_PROXY_JS, String(proxyPort), String(targetPort)]);
     await waitForPort(proxyPort, proxy);
     const rows: Row[] = [
       { name: "direct (Node target)", url: `http://127.0.0.1:${targetPort}/status` },
-      { name: "bare node:http proxy", url: `http://127.0.0.1:${proxyPort}/status` },
+      { name: "bare node:http proxy", url: `http://127.0.0.1:${proxyPort}/status`, group: proxy.proc.pid },
     ];
     const skipped: string[] = [];
     const ng = await nginxRow(dir, targetPort);
     if (typeof ng === "string") skipped.push(`nginx: ${ng}`);
-    else rows.push({ name: "nginx reverse proxy", url: `http://127.0.0.1:${ng.port}/status` });
+    else rows.push({ name: "nginx reverse proxy", url: `http://127.0.0.1:${ng.port}/status`, group: ng.group });
     const gh = await gatehouseRow(dir, targetPort);
-    rows.push({ name: "Gatehouse (full gate)", url: `http://127.0.0.1:${gh.port}/svc/status`, headers: [`Authorization: Bearer ${gh.token}`] });
+    rows.push({ name: "Gatehouse (full gate)", url: `http://127.0.0.1:${gh.port}/svc/status`, headers: [`Authorization: Bearer ${gh.token}`], group: gh.group });
     // Where the time goes: the same gate without session recording.
     const norec = await gatehouseRow(dir, targetPort, { recording: false });
-    rows.push({ name: "Gatehouse, recording off", url: `http://127.0.0.1:${norec.port}/svc/status`, headers: [`Authorization: Bearer ${norec.token}`] });
+    rows.push({ name: "Gatehouse, recording off", url: `http://127.0.0.1:${norec.port}/svc/status`, headers: [`Authorization: Bearer ${norec.token}`], group: norec.group });
 
     log("warming up …");
-    for (const r of rows) await wrk(r, Math.min(2, SECONDS));
+    for (const r of rows) await wrk(r, Math.min(2, SECONDS), targetGroup);
     const runs = new Map<string, Result[]>();
     for (let i = 0; i < REPEAT; i++)
       // Every other round runs the rows in reverse, so no row always follows the same neighbour.
       for (const r of i % 2 ? [...rows].reverse() : rows) {
-        const res = await wrk(r, SECONDS);
-        log(`${r.name.padEnd(24)} ${Math.round(res.rps)} req/s  p50 ${res.p50.toFixed(2)} ms  p99 ${res.p99.toFixed(2)} ms${res.non2xx ? `  NON-2XX ${res.non2xx}` : ""}${res.errors ? `  ${res.errors}` : ""}`);
+        const res = await wrk(r, SECONDS, targetGroup);
+        log(`${r.name.padEnd(24)} ${Math.round(res.rps)} req/s  p50 ${res.p50.toFixed(2)} ms  p99 ${res.p99.toFixed(2)} ms  CPU µs/req proxy ${res.proxyUs?.toFixed(1) ?? "-"} target ${res.targetUs.toFixed(1)}${res.non2xx ? `  NON-2XX ${res.non2xx}` : ""}${res.errors ? `  ${res.errors}` : ""}`);
         runs.set(r.name, [...(runs.get(r.name) ?? []), res]);
       }
     const med = (name: string) => {
@@ -188,17 +223,30 @@ async function main(): Promise<void> {
     const out: string[] = [];
     out.push(`wrk -t${THREADS} -c${CONNECTIONS}, ${SECONDS} s per row and round, ${REPEAT} round${REPEAT > 1 ? "s (medians)" : ""}, small JSON response from a Node target; ${cpus().length} CPUs, Node ${process.version}; load ${load0.map((x) => x.toFixed(1)).join(" ")} → ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
     out.push("");
-    out.push(table(["row", "req/s", "p50 ms", "p99 ms", "non-2xx"], rows.map((r) => { const m = med(r.name)!; return [r.name, String(Math.round(m.rps)), m.p50.toFixed(2), m.p99.toFixed(2), String(m.non2xx)]; })));
+    /** The median of one per-request CPU figure over a row's rounds. */
+    const medCpu = (name: string, pick: (r: Result) => number | undefined) => {
+      const xs = (runs.get(name) ?? []).map(pick).filter((x): x is number => x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
+      return xs.length ? xs[Math.floor((xs.length - 1) / 2)]!.toFixed(1) : "—";
+    };
+    out.push(
+      table(
+        ["row", "req/s", "p50 ms", "p99 ms", "non-2xx", "proxy CPU µs/req", "target CPU µs/req"],
+        rows.map((r) => {
+          const m = med(r.name)!;
+          return [r.name, String(Math.round(m.rps)), m.p50.toFixed(2), m.p99.toFixed(2), String(m.non2xx), medCpu(r.name, (x) => x.proxyUs), medCpu(r.name, (x) => x.targetUs)];
+        }),
+      ),
+    );
     const ratio = (a: string, b: string) => {
       const x = med(a)?.rps;
       const y = med(b)?.rps;
       return x && y ? (x / y).toFixed(2) : "—";
     };
     /** The median over rounds of a / b measured in the same round (rows seconds apart). */
-    const paired = (a: string, b: string) => {
+    const paired = (a: string, b: string, pick: (r: Result) => number | undefined = (r) => r.rps) => {
       const xs = runs.get(a) ?? [];
       const ys = runs.get(b) ?? [];
-      const rs = xs.map((x, i) => x.rps / (ys[i]?.rps ?? Number.NaN)).filter((r) => Number.isFinite(r)).sort((p, q) => p - q);
+      const rs = xs.map((x, i) => (pick(x) ?? Number.NaN) / (ys[i] ? (pick(ys[i]) ?? Number.NaN) : Number.NaN)).filter((r) => Number.isFinite(r)).sort((p, q) => p - q);
       if (!rs.length) return "—";
       const mid = rs[Math.floor((rs.length - 1) / 2)]!;
       return rs.length > 1 ? `${mid.toFixed(2)} (${rs[0]!.toFixed(2)}–${rs.at(-1)!.toFixed(2)})` : mid.toFixed(2);
@@ -211,6 +259,15 @@ async function main(): Promise<void> {
     pairs.push(["Gatehouse recording off / bare node proxy", "Gatehouse, recording off", "bare node:http proxy"]);
     if (runs.has("nginx reverse proxy")) pairs.push(["Gatehouse / nginx", "Gatehouse (full gate)", "nginx reverse proxy"]);
     out.push(table(["ratio (req/s)", "of medians", `per round, median (range)`], pairs.map(([label, a, b]) => [label, ratio(a, b), paired(a, b)])));
+    // The same comparison in CPU: what one request costs the proxy process (all its threads).
+    // Below 1.05 means the gate costs under 5 % of what a bare Node proxy spends per request.
+    const cpuPairs: Array<[string, string, string]> = [
+      ["Gatehouse / bare node proxy", "Gatehouse (full gate)", "bare node:http proxy"],
+      ["Gatehouse recording off / bare node proxy", "Gatehouse, recording off", "bare node:http proxy"],
+    ];
+    if (runs.has("nginx reverse proxy")) cpuPairs.push(["Gatehouse / nginx", "Gatehouse (full gate)", "nginx reverse proxy"]);
+    out.push("");
+    out.push(table(["ratio (proxy CPU per request)", "per round, median (range)"], cpuPairs.map(([label, a, b]) => [label, paired(a, b, (r) => r.proxyUs)])));
     for (const s of skipped) out.push(`\nskipped — ${s}`);
     process.stdout.write(`\n${out.join("\n")}\n`);
   } finally {
