@@ -119,7 +119,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
   const notifier = new NotificationDispatcher(config.notifiers, new SecretResolver(), logger);
   reviews.subscribe((e) => notifier.notify(e.review.notify, { ...e, url: gate.reviewUrl(e.review.id) }));
   const gateways = new GatewayRegistry(store, audit, id, VERSION);
-  const recordings = new RecordingService({ store, config: config.recording, logger, metrics, offload: (batch) => audit.writeChunksOffThread(batch) });
+  const recordings = new RecordingService({ store, config: config.recording, logger, metrics, offload: (batch, compress) => audit.writeChunksOffThread(batch, compress) });
   const sessions = new SessionLog(store, audit, metrics, id, recordings);
   const agents = new AgentRegistry();
   const embedded = new EmbeddedAgent({ gitMirrorDir: config.listeners.http.gitMirrorDir, logger });

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import { networkInterfaces } from "node:os";
 import { after, before, describe, test } from "node:test";
-import { decodeChunk } from "../src/recording/format.ts";
+import { compressChunk, decodeChunk, FrameKind } from "../src/recording/format.ts";
 import { approveReview, pendingReviewFor, runProcess, waitFor } from "./helpers/clients.ts";
 import { DEFAULT_POLICIES, startTestGateway, type TestGateway } from "./helpers/gateway.ts";
 
@@ -282,6 +282,11 @@ describe("HTTP gate", () => {
     // exactly as the gateway wrote them, the refusal included.
     const chunks = await t.gw.store.db.selectFrom("recording_chunks").select("data").where("session_id", "=", row.id).orderBy("seq").execute();
     const frames = chunks.flatMap((c) => decodeChunk(Buffer.from(c.data)));
+    // Stored compressed (recording.compression defaults to brotli) wherever that is smaller.
+    for (const c of chunks) {
+      const data = Buffer.from(c.data);
+      if (data[0] !== FrameKind.compressed) assert.equal(compressChunk(data), data, "a chunk stored as it is would not get smaller");
+    }
     const bytes = (k: "client" | "server") => frames.flatMap((f) => (f.kind === k ? [f.data.toString("latin1")] : []));
     const [get, del] = bytes("client");
     assert.match(get!, /^GET \/ci\/recorded HTTP\/1\.1\r\n/);

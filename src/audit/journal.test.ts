@@ -175,6 +175,28 @@ describe("recording chunks on the writer thread", () => {
       await store.close();
     }
   });
+
+  test("are compressed there when asked: stored as one compressed frame, decoding to the frames given", async () => {
+    const { store } = await fileStore();
+    const log = new AuditLog(store, { journal: true });
+    try {
+      const { decodeChunk, FrameKind, frameHeader } = await import("../recording/format.ts");
+      const text = Buffer.from("SELECT * FROM pgbench_accounts WHERE aid = 1;\n".repeat(200));
+      const chunk = Buffer.concat([frameHeader(FrameKind.client, 1234.5, text.length), text]);
+      const done = log.writeChunksOffThread([{ sessionId: "s-2", seq: 0, at: 1234.5, data: Buffer.from(chunk) }], true);
+      assert.ok(done);
+      await done;
+      const row = await store.db.selectFrom("recording_chunks").selectAll().where("session_id", "=", "s-2").executeTakeFirstOrThrow();
+      const data = Buffer.from(row.data);
+      assert.equal(data[0], FrameKind.compressed);
+      assert.equal(row.bytes, data.length, "bytes counts what is stored");
+      assert.ok(row.bytes < chunk.length / 10);
+      assert.deepEqual(decodeChunk(data), decodeChunk(chunk));
+    } finally {
+      await log.close();
+      await store.close();
+    }
+  });
 });
 
 describe("journal lines", () => {

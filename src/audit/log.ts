@@ -346,9 +346,10 @@ export class AuditLog {
 
   /**
    * Insert recording chunks on the writer thread (another use of it: the blobs' inserts stay off
-   * the event loop). Undefined when there is no writer thread: the caller writes them itself.
+   * the event loop), compressed there first if asked (recording/format.ts compressChunk).
+   * Undefined when there is no writer thread: the caller writes them itself.
    */
-  writeChunksOffThread(rows: { sessionId: string; seq: number; at: number; data: Buffer; owned?: boolean }[]): Promise<void> | undefined {
+  writeChunksOffThread(rows: { sessionId: string; seq: number; at: number; data: Buffer; owned?: boolean }[], compress = false): Promise<void> | undefined {
     const t = this.#thread;
     if (!t) return undefined;
     const n = ++this.#chunkBatch;
@@ -361,7 +362,7 @@ export class AuditLog {
     }
     return new Promise<void>((resolve, reject) => {
       this.#chunkWaiters.set(n, { resolve, reject });
-      t.postMessage({ chunks: n, rows: rows.map((r) => [r.sessionId, r.seq, r.at, r.data] as [string, number, number, Uint8Array]) } satisfies IngesterRequest, transfer);
+      t.postMessage({ chunks: n, compress, rows: rows.map((r) => [r.sessionId, r.seq, r.at, r.data] as [string, number, number, Uint8Array]) } satisfies IngesterRequest, transfer);
     });
   }
 

@@ -8,13 +8,14 @@
 
 import { parentPort, workerData } from "node:worker_threads";
 import BetterSqlite3 from "better-sqlite3";
+import { compressChunk } from "../recording/format.ts";
 import { JournalIngester, type JournalPosition } from "./journal.ts";
 
 /**
  * From the event loop: the segment being written (never deleted), "ingest now", a batch of
- * recording chunks to insert, or stop.
+ * recording chunks to insert (compressed here first if `compress`), or stop.
  */
-export type IngesterRequest = { writing: number } | { nudge: true } | { close: true } | { chunks: number; rows: [string, number, number, Uint8Array][] };
+export type IngesterRequest = { writing: number } | { nudge: true } | { close: true } | { chunks: number; compress?: boolean; rows: [string, number, number, Uint8Array][] };
 /** To the event loop: ingested up to `at`, the last attempt failed (it is retried), or a chunk batch's outcome. */
 export type IngesterReply = { at: JournalPosition } | { error: string } | { chunksDone: number; error?: string };
 
@@ -36,19 +37,27 @@ db.pragma("busy_timeout = 5000");
 db.pragma("synchronous = NORMAL");
 const ingester = new JournalIngester(db, file);
 let writing: number | undefined;
-let insertChunks: ((rows: [string, number, number, Uint8Array][]) => void) | undefined;
+let insertChunks: ((rows: [string, number, number, Buffer][]) => void) | undefined;
 
-/** Recording chunks (src/recording/sinks.ts) in one transaction, off the event loop too. */
-function chunks(n: number, rows: [string, number, number, Uint8Array][]): void {
+/**
+ * Recording chunks (src/recording/sinks.ts) in one transaction, off the event loop too, and
+ * compressed here: compressing costs less than writing the bytes it saves (docs/performance.md).
+ */
+function chunks(n: number, rows: [string, number, number, Uint8Array][], compress: boolean): void {
   try {
     if (!insertChunks) {
       const ins = db.prepare("INSERT INTO recording_chunks (session_id, seq, at, bytes, data) VALUES (?, ?, ?, ?, ?)");
-      const tx = db.transaction((batch: [string, number, number, Uint8Array][]) => {
-        for (const [sessionId, seq, at, data] of batch) ins.run(sessionId, seq, at, data.length, Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+      const tx = db.transaction((batch: [string, number, number, Buffer][]) => {
+        for (const [sessionId, seq, at, data] of batch) ins.run(sessionId, seq, at, data.length, data);
       });
       insertChunks = (batch) => tx.immediate(batch);
     }
-    insertChunks(rows);
+    insertChunks(
+      rows.map(([sessionId, seq, at, data]) => {
+        const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+        return [sessionId, seq, at, compress ? compressChunk(buf) : buf];
+      }),
+    );
     port.postMessage({ chunksDone: n } satisfies IngesterReply);
   } catch (e) {
     port.postMessage({ chunksDone: n, error: (e as Error).message } satisfies IngesterReply);
@@ -87,7 +96,7 @@ port.on("message", (m: IngesterRequest) => {
     return;
   }
   if ("writing" in m) writing = m.writing;
-  else if ("chunks" in m) chunks(m.chunks, m.rows);
+  else if ("chunks" in m) chunks(m.chunks, m.rows, m.compress === true);
   else cycle();
 });
 cycle();

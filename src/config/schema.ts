@@ -235,6 +235,10 @@ export const recordingSchema = z
     directory: z.string().default("./data/recordings").describe("Where recordings go when storage is `directory`."),
     maxSessionBytes: z.number().int().min(1024).default(256 * 1024 * 1024).describe("Bytes recorded per session (both directions); past it the byte frames stop and the recording is marked truncated (events go on within a small allowance); the session goes on."),
     flushInterval: duration.default(0.2).describe("How often buffered recording data is written (batched, off the forwarding path)."),
+    compression: z
+      .enum(["brotli", "none"])
+      .default("brotli")
+      .describe("brotli: each chunk is stored as one Brotli-compressed frame when that is smaller (quality 1: typically 3–30 % of the size, and cheaper than writing the bytes; compressed off the event loop). none: chunks are stored as recorded (format version 1 readers can read them)."),
     retention: duration.default(30 * 86400).describe("Recordings older than this are pruned by the retention job (0 keeps them forever). Session rows and the audit trail stay."),
   })
   .strict();

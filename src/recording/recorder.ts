@@ -224,7 +224,7 @@ export class RecordingService {
   constructor(deps: RecordingServiceDeps) {
     this.#d = deps;
     this.enabled = deps.config.enabled;
-    this.sink = deps.sink ?? openSink(deps.store, deps.config.storage, deps.config.directory, deps.offload);
+    this.sink = deps.sink ?? openSink(deps.store, deps.config.storage, deps.config.directory, deps.offload, deps.config.compression);
     if (this.enabled) {
       this.#timer = setInterval(() => void this.flush(), Math.max(10, deps.config.flushInterval * 1000));
       this.#timer.unref();

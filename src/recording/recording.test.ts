@@ -13,7 +13,8 @@ import { createGatewayMetrics } from "../observability/metrics.ts";
 import { createLogger } from "../observability/logger.ts";
 import { backend, frontendWriter } from "../protocols/postgres/codec/index.ts";
 import type { Store } from "../store/store.ts";
-import { decodeChunk, FRAME_HEADER_BYTES, FrameKind, frameHeader, type RecordedFrame, RecordingFormatError } from "./format.ts";
+import { brotliCompressSync } from "node:zlib";
+import { compressChunk, compressChunkAsync, decodeChunk, FRAME_HEADER_BYTES, FrameKind, frameHeader, MAX_CHUNK_BYTES, type RecordedFrame, RecordingFormatError } from "./format.ts";
 import { PostgresReplay, type ReplayCycle, type ReplayItem } from "./postgres-replay.ts";
 import { RecordingService } from "./recorder.ts";
 import { type ChunkWrite, DirectorySink, type RecordingSink, type StoredChunk } from "./sinks.ts";
@@ -41,7 +42,7 @@ function service(sink: RecordingSink, over: Partial<{ maxSessionBytes: number }>
   const metrics = createGatewayMetrics();
   const svc = new RecordingService({
     store: {} as Store,
-    config: { enabled: true, storage: "store", directory: "", maxSessionBytes: over.maxSessionBytes ?? 1 << 20, flushInterval: 3600, retention: 0 },
+    config: { enabled: true, storage: "store", directory: "", maxSessionBytes: over.maxSessionBytes ?? 1 << 20, flushInterval: 3600, compression: "none", retention: 0 },
     logger: createLogger("silent"),
     metrics,
     sink,
@@ -68,6 +69,85 @@ describe("format", () => {
     assert.throws(() => decodeChunk(good.subarray(0, good.length - 1)), RecordingFormatError);
     assert.throws(() => decodeChunk(Buffer.concat([frameHeader(9, 1, 0)])), /unknown frame kind 9/);
     assert.throws(() => decodeChunk(Buffer.concat([frameHeader(FrameKind.event, 1, 2), Buffer.from("{x")])), /not JSON/);
+  });
+});
+
+/** A chunk of frames: an HTTP-like exchange repeated `n` times, an event between. */
+function exchangeChunk(n: number, at = 1_764_000_000_000.25): Buffer {
+  const parts: Buffer[] = [];
+  for (let i = 0; i < n; i++) {
+    const req = Buffer.from(`GET /svc/items/${i} HTTP/1.1\r\nHost: gw\r\nAuthorization: [redacted]\r\n\r\n`, "latin1");
+    const ev = Buffer.from(JSON.stringify({ type: "decision", decision: "allow", n: i }));
+    const res = Buffer.from(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"n":${String(i).padStart(5, "0")}}`, "latin1");
+    parts.push(frameHeader(FrameKind.client, at + 3 * i, req.length), req, frameHeader(FrameKind.event, at + 3 * i + 1, ev.length), ev, frameHeader(FrameKind.server, at + 3 * i + 2, res.length), res);
+  }
+  return Buffer.concat(parts);
+}
+
+describe("compressed frames (format version 2)", () => {
+  test("a compressed chunk decodes to exactly the frames it was made of, much smaller, stamped with its first frame's time", async () => {
+    const chunk = exchangeChunk(200);
+    const packed = compressChunk(chunk);
+    assert.equal(packed[0], FrameKind.compressed);
+    assert.equal(packed.readDoubleBE(1), chunk.readDoubleBE(1));
+    assert.equal(packed.readUInt32BE(9), packed.length - FRAME_HEADER_BYTES);
+    assert.ok(packed.length < chunk.length / 10, `${packed.length} of ${chunk.length} bytes`);
+    assert.deepEqual(decodeChunk(packed), decodeChunk(chunk));
+    assert.deepEqual(decodeChunk(await compressChunkAsync(chunk)), decodeChunk(chunk));
+  });
+
+  test("what would not get smaller is stored as it is: small chunks, random bytes, a chunk already compressed", async () => {
+    const small = exchangeChunk(1).subarray(0, 0);
+    const one = Buffer.concat([frameHeader(FrameKind.client, 5, 3), Buffer.from("abc")]);
+    assert.equal(compressChunk(one), one);
+    assert.equal(compressChunk(small), small);
+    const noise = Buffer.concat([frameHeader(FrameKind.server, 7, 4096), Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 2654435761) >>> 24))]);
+    const random = Buffer.concat([frameHeader(FrameKind.server, 7, 4096), (await import("node:crypto")).randomBytes(4096)]);
+    assert.equal(compressChunk(random), random);
+    assert.equal(await compressChunkAsync(random), random);
+    assert.deepEqual(decodeChunk(compressChunk(noise)), decodeChunk(noise));
+    const packed = compressChunk(exchangeChunk(50));
+    assert.equal(compressChunk(packed), packed, "never compressed twice");
+  });
+
+  test("damaged, smuggled and oversized compressed frames are refused, never half-read", () => {
+    const packed = compressChunk(exchangeChunk(100));
+    const payload = packed.subarray(FRAME_HEADER_BYTES);
+    // Truncated inside the Brotli stream (the frame length says so too).
+    const cut = payload.subarray(0, payload.length - 20);
+    assert.throws(() => decodeChunk(Buffer.concat([frameHeader(FrameKind.compressed, 1, cut.length), cut])), (e) => e instanceof RecordingFormatError && /compressed frame at byte 0 does not decompress/.test(e.message));
+    // Garbage that is not Brotli at all.
+    const junk = Buffer.from("this is not a brotli stream at all, not even close");
+    assert.throws(() => decodeChunk(Buffer.concat([frameHeader(FrameKind.compressed, 1, junk.length), junk])), RecordingFormatError);
+    // A frame inside that is cut short: reported as inside the compressed frame.
+    const inner = exchangeChunk(3);
+    const torn = brotliCompressSync(inner.subarray(0, inner.length - 1));
+    assert.throws(() => decodeChunk(Buffer.concat([frameHeader(FrameKind.compressed, 1, torn.length), torn])), /inside the compressed frame at byte 0: frame at byte/);
+    // A compressed frame smuggled inside a compressed frame.
+    const nested = brotliCompressSync(packed);
+    const lead = Buffer.concat([frameHeader(FrameKind.client, 1, 1), Buffer.from("x")]);
+    assert.throws(() => decodeChunk(Buffer.concat([lead, frameHeader(FrameKind.compressed, 1, nested.length), nested])), /compressed frame inside the compressed frame at byte 14/);
+    // A bomb: a few kilobytes that would expand past the bound.
+    const bomb = brotliCompressSync(Buffer.alloc(MAX_CHUNK_BYTES + 1));
+    assert.ok(bomb.length < 64 << 10);
+    assert.throws(() => decodeChunk(Buffer.concat([frameHeader(FrameKind.compressed, 1, bomb.length), bomb])), new RegExp(`expands past ${MAX_CHUNK_BYTES} bytes`));
+    // Trailing bytes after a good compressed frame are still checked as frames.
+    assert.throws(() => decodeChunk(Buffer.concat([packed, Buffer.from([1, 2, 3])])), /ends inside a frame header/);
+  });
+
+  test("any run of frames survives compression (property)", () => {
+    const frame = fc.oneof(
+      fc.record({ kind: fc.constantFrom(FrameKind.client, FrameKind.server), at: fc.double({ noNaN: true, noDefaultInfinity: true }), data: fc.uint8Array({ maxLength: 600 }) }),
+      fc.record({ kind: fc.constant(FrameKind.event), at: fc.double({ noNaN: true, noDefaultInfinity: true }), data: fc.jsonValue().map((v) => new TextEncoder().encode(JSON.stringify({ type: "e", v }))) }),
+    );
+    fc.assert(
+      fc.property(fc.array(frame, { maxLength: 30 }), fc.nat(40), (frames, repeat) => {
+        const once = frames.flatMap((f) => [frameHeader(f.kind, f.at, f.data.length), Buffer.from(f.data)]);
+        const chunk = Buffer.concat(Array.from({ length: repeat + 1 }, () => once).flat());
+        assert.deepEqual(decodeChunk(compressChunk(chunk)), decodeChunk(chunk));
+      }),
+      { numRuns: 150 },
+    );
   });
 });
 
@@ -189,7 +269,7 @@ describe("recorder", () => {
 
   test("recording off: no recorder", () => {
     const { svc } = service(new MemorySink());
-    const off = new RecordingService({ store: {} as Store, config: { enabled: false, storage: "store", directory: "", maxSessionBytes: 1 << 20, flushInterval: 1, retention: 0 }, logger: createLogger("silent"), metrics: createGatewayMetrics(), sink: new MemorySink() });
+    const off = new RecordingService({ store: {} as Store, config: { enabled: false, storage: "store", directory: "", maxSessionBytes: 1 << 20, flushInterval: 1, compression: "brotli", retention: 0 }, logger: createLogger("silent"), metrics: createGatewayMetrics(), sink: new MemorySink() });
     assert.equal(off.start(SID, { onFailure: "strict" }), undefined);
     void svc.close();
   });
@@ -211,6 +291,7 @@ describe("directory sink", () => {
       const file = join(dir, `${SID}.ghrec`);
       writeFileSync(file, Buffer.concat([readFileSync(file), Buffer.from([0, 0, 0, 9, 0, 0])]));
       assert.deepEqual(await read(), ["0:zero", "1:one"], "torn tail ignored");
+      assert.match(readFileSync(file, "latin1"), new RegExp(`^gatehouse-recording 2 ${SID}\n`));
       const bytes = readFileSync(file);
       const at = bytes.indexOf("zero") + 1;
       bytes[at] = (bytes[at] ?? 0) ^ 0xff;
@@ -219,6 +300,34 @@ describe("directory sink", () => {
       assert.throws(() => sink.file("../../etc/passwd"), (e) => e instanceof GatehouseError && e.code === "GH-REC-002");
       assert.equal(await sink.remove([SID]) > 0, true);
       assert.deepEqual(await read(), []);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("stores chunks compressed (or not, with compression none), and still reads version 1 files", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "gh-sink-"));
+    try {
+      const chunk = exchangeChunk(100);
+      const frames = async (sink: DirectorySink, id: string) => {
+        const out: RecordedFrame[] = [];
+        for await (const c of sink.read(id)) out.push(...decodeChunk(c.data));
+        return out;
+      };
+      const packed = new DirectorySink(dir);
+      await packed.write([{ sessionId: SID, seq: 0, at: 1, data: chunk }]);
+      assert.ok(readFileSync(join(dir, `${SID}.ghrec`)).length < chunk.length / 5);
+      assert.deepEqual(await frames(packed, SID), decodeChunk(chunk));
+      const SID2 = "00000000-0000-4000-8000-000000000002";
+      const plain = new DirectorySink(dir, "none");
+      await plain.write([{ sessionId: SID2, seq: 0, at: 1, data: chunk }]);
+      assert.ok(readFileSync(join(dir, `${SID2}.ghrec`)).includes(chunk));
+      // A file written before version 2: the same records under a version 1 header.
+      const v2 = readFileSync(join(dir, `${SID2}.ghrec`));
+      writeFileSync(join(dir, `${SID2}.ghrec`), Buffer.concat([Buffer.from(`gatehouse-recording 1 ${SID2}\n`), v2.subarray(v2.indexOf(0x0a) + 1)]));
+      assert.deepEqual(await frames(plain, SID2), decodeChunk(chunk));
+      writeFileSync(join(dir, `${SID2}.ghrec`), Buffer.concat([Buffer.from(`gatehouse-recording 3 ${SID2}\n`), v2.subarray(v2.indexOf(0x0a) + 1)]));
+      await assert.rejects(frames(plain, SID2), /not a recording of version 1 or 2/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -13,7 +13,7 @@ import { join, resolve } from "node:path";
 import { crc32 } from "node:zlib";
 import { GatehouseError } from "../domain/errors.ts";
 import { isBusy, type Store } from "../store/store.ts";
-import { RECORDING_FORMAT, RECORDING_VERSION } from "./format.ts";
+import { compressChunkAsync, READABLE_VERSIONS, RECORDING_FORMAT, RECORDING_VERSION } from "./format.ts";
 
 export interface ChunkWrite {
   sessionId: string;
@@ -42,8 +42,20 @@ export interface RecordingSink {
   forget?(sessionId: string): void;
 }
 
-/** Writes chunk batches somewhere other than the event loop (the audit writer thread), if it can. */
-export type ChunkOffload = (batch: ChunkWrite[]) => Promise<void> | undefined;
+/**
+ * Writes chunk batches somewhere other than the event loop (the audit writer thread), if it can;
+ * `compress`: store each as compressChunk makes it (done there too).
+ */
+export type ChunkOffload = (batch: ChunkWrite[], compress: boolean) => Promise<void> | undefined;
+
+export type Compression = "brotli" | "none";
+
+/** The batch as stored: compressed on libuv's pool (off the event loop), or as it is. */
+async function stored(batch: ChunkWrite[], compression: Compression): Promise<ChunkWrite[]> {
+  if (compression === "none") return batch;
+  const data = await Promise.all(batch.map((c) => compressChunkAsync(c.data)));
+  return batch.map((c, i) => ({ sessionId: c.sessionId, seq: c.seq, at: c.at, data: data[i]! }));
+}
 
 export class StoreSink implements RecordingSink {
   readonly kind = "store";
@@ -51,6 +63,7 @@ export class StoreSink implements RecordingSink {
   constructor(
     private readonly store: Store,
     private readonly offload?: ChunkOffload,
+    private readonly compression: Compression = "brotli",
   ) {
     const db = store.sqlite;
     if (db) {
@@ -61,10 +74,11 @@ export class StoreSink implements RecordingSink {
     }
   }
 
-  async write(batch: ChunkWrite[]): Promise<void> {
-    if (!batch.length) return;
-    const off = this.offload?.(batch);
+  async write(chunks: ChunkWrite[]): Promise<void> {
+    if (!chunks.length) return;
+    const off = this.offload?.(chunks, this.compression === "brotli");
     if (off) return off;
+    const batch = await stored(chunks, this.compression);
     // Synchronous prepared statements for SQLite, unless someone else's transaction is open on the
     // shared handle (ours would become a savepoint inside theirs).
     if (this.#insert && !this.store.sqlite?.inTransaction) {
@@ -115,7 +129,10 @@ export class DirectorySink implements RecordingSink {
   #made = false;
   /** Sessions whose file is known to have its header line. */
   readonly #headed = new Set<string>();
-  constructor(dir: string) {
+  constructor(
+    dir: string,
+    private readonly compression: Compression = "brotli",
+  ) {
     this.dir = resolve(dir);
   }
 
@@ -125,7 +142,8 @@ export class DirectorySink implements RecordingSink {
     return join(this.dir, `${sessionId}.ghrec`);
   }
 
-  async write(batch: ChunkWrite[]): Promise<void> {
+  async write(chunks: ChunkWrite[]): Promise<void> {
+    const batch = await stored(chunks, this.compression);
     if (!this.#made) {
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
       this.#made = true;
@@ -171,7 +189,7 @@ export class DirectorySink implements RecordingSink {
         const nl = buf.indexOf(0x0a);
         if (nl < 0) continue;
         const header = buf.subarray(0, nl).toString("utf8").split(" ");
-        if (header[0] !== RECORDING_FORMAT || header[1] !== String(RECORDING_VERSION)) throw new GatehouseError("RECORDING_UNREADABLE", `${path} is not a version ${RECORDING_VERSION} recording`);
+        if (header[0] !== RECORDING_FORMAT || !READABLE_VERSIONS.includes(Number(header[1]))) throw new GatehouseError("RECORDING_UNREADABLE", `${path} is not a recording of version ${READABLE_VERSIONS.join(" or ")}`);
         buf = buf.subarray(nl + 1);
         headerDone = true;
       }
@@ -203,8 +221,8 @@ export class DirectorySink implements RecordingSink {
   }
 }
 
-export function openSink(store: Store, storage: "store" | "directory", directory: string, offload?: ChunkOffload): RecordingSink {
-  return storage === "directory" ? new DirectorySink(directory) : new StoreSink(store, offload);
+export function openSink(store: Store, storage: "store" | "directory", directory: string, offload?: ChunkOffload, compression: Compression = "brotli"): RecordingSink {
+  return storage === "directory" ? new DirectorySink(directory, compression) : new StoreSink(store, offload, compression);
 }
 
 /** Check a directory can be written to (start-up check). */

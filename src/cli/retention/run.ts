@@ -22,7 +22,7 @@ export function register(retention: Command): void {
         const store = await openStore(cfg.store.url, { poolSize: 2 });
         try {
           const audit = new AuditLog(store);
-          const r = await runRetention({ store, sink: openSink(store, cfg.recording.storage, cfg.recording.directory), audit, config: cfg });
+          const r = await runRetention({ store, sink: openSink(store, cfg.recording.storage, cfg.recording.directory, undefined, cfg.recording.compression), audit, config: cfg });
           await audit.drain();
           if (o.json) return printJson(r);
           const lines = [
