@@ -86,6 +86,19 @@ describe("gatehouse config", () => {
   });
 });
 
+describe("gatehouse agent --targets", () => {
+  test("a missing or bad targets file stops the agent at start, naming the file and what is wrong", async () => {
+    const env = { GATEHOUSE_AGENT_TOKEN: "gha_x" };
+    const missing = await gh(["agent", "--gateway", "http://127.0.0.1:9", "--targets", join(dir, "nope.yaml")], env);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /GH-CONFIG-003.*nope\.yaml: file not found/);
+    writeFileSync(join(dir, "bad-targets.yaml"), "targets:\n  - http: https://ci.internal/api\n");
+    const bad = await gh(["agent", "--gateway", "http://127.0.0.1:9", "--targets", join(dir, "bad-targets.yaml")], env);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /GH-CONFIG-001.*bad-targets\.yaml: targets\[0\]: http is an origin/);
+  });
+});
+
 describe("gatehouse dev token", () => {
   test("refused unless the config enables the dev issuer", async () => {
     const r = await gh(["dev", "token", "--config", "examples/policy-sample.yaml"]);

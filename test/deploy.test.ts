@@ -8,6 +8,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { test } from "node:test";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
 import { parseConfig } from "../src/config/load.ts";
+import { TargetPins } from "../src/tunnel/agent-targets.ts";
 
 const env = { ENTRA_TENANT_ID: "72f988bf-86f1-41af-91ab-2d7cd011db47", GATEHOUSE_APP_ID: "11111111-2222-3333-4444-555555555555", GATEHOUSE_STORE_URL: "postgres://gatehouse@db/gatehouse" };
 
@@ -32,8 +33,15 @@ test("the agent's manifests: dials out only, no ingress, secret from a Secret, n
   const np = objs.find((o) => o.kind === "NetworkPolicy");
   assert.deepEqual(np.spec.policyTypes, ["Ingress", "Egress"]);
   assert.deepEqual(np.spec.ingress, [], "no inbound connection is allowed");
-  const c = objs.find((o) => o.kind === "Deployment").spec.template.spec.containers[0];
-  assert.deepEqual(c.args, ["agent"]);
+  const pod = objs.find((o) => o.kind === "Deployment").spec.template.spec;
+  const c = pod.containers[0];
+  // Pinned: the agent opens only what its targets file (a ConfigMap) lists.
+  assert.deepEqual(c.args, ["agent", "--targets", "/etc/gatehouse-agent/targets.yaml"]);
+  const cm = objs.find((o) => o.kind === "ConfigMap" && o.metadata.name === "gatehouse-agent-targets");
+  assert.equal(pod.volumes.find((v: { name: string }) => v.name === "targets").configMap.name, cm.metadata.name);
+  assert.equal(c.volumeMounts.find((m: { name: string }) => m.name === "targets").mountPath, "/etc/gatehouse-agent");
+  const pins = TargetPins.parse(cm.data["targets.yaml"], "deploy/kubernetes/agent/targets.yaml");
+  pins.checkPostgres("pg-prod", { host: "db.internal", port: 5432, password: "env:PG_PROD_PASSWORD" });
   assert.match(c.env.find((e: { name: string }) => e.name === "GATEHOUSE_GATEWAY").value, /^https:\/\//, "the secret travels over TLS");
   assert.equal(c.envFrom[0].secretRef.name, "gatehouse-agent");
   assert.equal(c.securityContext.readOnlyRootFilesystem, true);
@@ -66,7 +74,7 @@ test("kustomize renders the manifests (kubectl, when installed)", (t) => {
     return;
   }
   const agent = execFileSync("kubectl", ["kustomize", "deploy/kubernetes/agent"], { encoding: "utf8" });
-  assert.deepEqual(parseAllDocuments(agent).map((d) => d.toJS().kind).sort(), ["Deployment", "Namespace", "NetworkPolicy"]);
+  assert.deepEqual(parseAllDocuments(agent).map((d) => d.toJS().kind).sort(), ["ConfigMap", "Deployment", "Namespace", "NetworkPolicy"]);
   const out = execFileSync("kubectl", ["kustomize", "deploy/kubernetes"], { encoding: "utf8" });
   const kinds = parseAllDocuments(out).map((d) => d.toJS().kind).sort();
   assert.deepEqual(kinds, ["ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "Service"]);

@@ -65,7 +65,7 @@ describe("network-resident agent", { skip: unavailable }, () => {
     assert.equal(gateway.child.exitCode, null, gateway.out());
   };
   const agentUp = async () => {
-    agent = start(["agent", "--gateway", `http://127.0.0.1:${apiPort}`], cleanEnv({ GATEHOUSE_AGENT_TOKEN: secret, EDGE_PG_PASSWORD: PASSWORD }), dir);
+    agent = start(["agent", "--gateway", `http://127.0.0.1:${apiPort}`, "--targets", join(dir, "agent-targets.yaml")], cleanEnv({ GATEHOUSE_AGENT_TOKEN: secret, EDGE_PG_PASSWORD: PASSWORD }), dir);
     await waitFor(() => agent!.out().includes("connected to the gateway") || agent!.child.exitCode !== null, "the agent to connect", 30_000);
     assert.equal(agent.child.exitCode, null, agent.out());
   };
@@ -93,12 +93,18 @@ describe("network-resident agent", { skip: unavailable }, () => {
       store: { url: `sqlite:${join(dir, "gatehouse.db")}` },
       api: { host: "127.0.0.1", port: apiPort, adminGroups: ["dba"] },
       listeners: { postgres: { host: "127.0.0.1", port: pgPort, allowCleartextLoopback: true, tls: { selfSignedDir: join(dir, "tls") } } },
-      connections: [{ name: "pg-edge", protocol: "postgres", agent: "edge", postgres: { host: target.host, port: target.port, database: "edgedb", user: "edge_app", password: "env:EDGE_PG_PASSWORD", tls: "disable" } }],
+      connections: [
+        { name: "pg-edge", protocol: "postgres", agent: "edge", postgres: { host: target.host, port: target.port, database: "edgedb", user: "edge_app", password: "env:EDGE_PG_PASSWORD", tls: "disable" } },
+        // Served by the same agent, but not in its targets file: what a tampered gateway
+        // configuration would add to send the agent's password somewhere else.
+        { name: "pg-stray", protocol: "postgres", agent: "edge", postgres: { host: "127.0.0.1", port: 5432, database: "postgres", user: "postgres", password: "env:EDGE_PG_PASSWORD", tls: "disable" } },
+      ],
       policies: DEFAULT_POLICIES,
       logging: { level: "info" },
     };
     configFile = join(dir, "gatehouse.yaml");
     writeFileSync(configFile, JSON.stringify(cfg, null, 2));
+    writeFileSync(join(dir, "agent-targets.yaml"), `# what this agent may open\ntargets:\n  - postgres: ${target.host}:${target.port}\n    credentials: [env:EDGE_PG_PASSWORD]\n`);
     const created = await runProcess(process.execPath, [BIN, "agents", "create", "edge", "--config", configFile], { env: cleanEnv() });
     assert.equal(created.code, 0, created.stderr);
     secret = created.stdout.trim().split("\n").at(-1)!;
@@ -179,10 +185,29 @@ describe("network-resident agent", { skip: unavailable }, () => {
     const [a] = JSON.parse(r.stdout) as Array<{ name: string; status: string; connections: string[]; tunnels: Array<{ version: string }> }>;
     assert.equal(a!.name, "edge");
     assert.equal(a!.status, "connected");
-    assert.deepEqual(a!.connections, ["pg-edge"]);
+    assert.deepEqual([...a!.connections].sort(), ["pg-edge", "pg-stray"]);
     assert.match(a!.tunnels[0]!.version, /^\d+\.\d+\.\d+/);
     const metrics = await (await fetch(`http://127.0.0.1:${apiPort}/metrics`)).text();
     assert.match(metrics, /gatehouse_agents_connected\{agent="edge"\} 1/);
+  });
+
+  test("a target missing from the agent's targets file is refused by the agent, before its credential is resolved", async () => {
+    assert.match(agent!.out(), /"targets":1/, "the agent started with its targets file");
+    assert.doesNotMatch(agent!.out(), /no --targets file/);
+    const c = client({ database: "pg-stray" });
+    const err = await c.connect().then(
+      () => undefined,
+      (e: Error & { code?: string }) => e,
+    );
+    assert.equal(err?.code, "08004");
+    assert.match(err!.message, /GH-AGENT-007.*connection pg-stray: 127\.0\.0\.1:5432 is not in the agent's targets file/);
+    await waitFor(() => agent!.out().includes("pg-stray"), "the agent to log the refusal");
+    assert.match(agent!.out(), /cannot open target.*pg-stray|pg-stray.*cannot open target/);
+    // The listed target still serves.
+    const ok = client();
+    await ok.connect();
+    assert.equal((await ok.query("SELECT current_user AS u")).rows[0].u, "edge_app");
+    await ok.end();
   });
 
   test("the gateway never holds the target credential: config, environment, logs, heap", async () => {

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { createLogger } from "../src/observability/logger.ts";
 import { ensureSelfSigned } from "../src/protocols/postgres/tls.ts";
 import { AgentClient } from "../src/tunnel/agent-client.ts";
+import { TargetPins } from "../src/tunnel/agent-targets.ts";
 import { clientCredentialsTokenSource } from "../src/tunnel/client-credentials.ts";
 import { AgentDirectory } from "../src/tunnel/directory.ts";
 import { decodeFrame, encodeControl, type Frame } from "../src/tunnel/frames.ts";
@@ -287,6 +288,85 @@ describe("HTTP through a network-resident agent", () => {
     assert.deepEqual(seen.at(-1), { authorization: "Bearer edge-api-key", body: '{"a":1}', url: "/items?x=1" });
     const many = await Promise.all(Array.from({ length: 20 }, (_, i) => fetch(`http://127.0.0.1:${t.gw.http!.port}/api/n/${i}`, { headers: { authorization: `Bearer ${token}` } }).then(async (r) => [r.status, (await r.text()).length])));
     assert.deepEqual(many, Array.from({ length: 20 }, () => [200, 200_000]));
+  });
+});
+
+describe("an agent's targets file (pinning) against a gateway that names other targets or credentials", () => {
+  let t: TestGateway;
+  let pinned: AgentClient;
+  let open: AgentClient;
+  const servers: Array<import("node:http").Server> = [];
+  /** What each server received: its name, the Authorization header, the path. */
+  const seen: Array<[string, string | undefined, string]> = [];
+  const ports: number[] = [];
+  before(async () => {
+    Object.assign(process.env, { GH_TEST_PIN_KEY: "pin-key", GH_TEST_OTHER_KEY: "other-key", GATEHOUSE_AGENT_TOKEN: "gha_the-agents-own-secret" });
+    const { createServer } = await import("node:http");
+    for (const name of ["service", "attacker"]) {
+      const srv = createServer((req, res) => {
+        seen.push([name, req.headers.authorization, req.url!]);
+        req.resume();
+        res.end("ok");
+      });
+      await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+      servers.push(srv);
+      ports.push((srv.address() as { port: number }).port);
+    }
+    const [service, attacker] = ports.map((p) => `http://127.0.0.1:${p}`);
+    t = await startTestGateway({
+      policies: [{ name: "agents-http", principals: { groups: ["ai-agents"] }, operations: { protocols: ["http"] }, decision: "allow" }],
+      extraConfig: (c) => {
+        c.listeners!.http = { host: "127.0.0.1", port: 0 };
+        const http = (name: string, agent: string, url: string, secret: string) => c.connections!.push({ name, protocol: "http", agent, http: { url: url!, auth: { type: "bearer", secret } } });
+        http("service", "edge-pinned", service!, "env:GH_TEST_PIN_KEY");
+        // What a tampered configuration would add: the same credential to another host, another
+        // of the agent's credentials to the pinned host, the agent's own secret anywhere.
+        http("stray", "edge-pinned", attacker!, "env:GH_TEST_PIN_KEY");
+        http("other-credential", "edge-pinned", service!, "env:GH_TEST_OTHER_KEY");
+        http("own-secret", "edge-open", attacker!, "env:GATEHOUSE_AGENT_TOKEN");
+        http("unpinned", "edge-open", attacker!, "env:GH_TEST_OTHER_KEY");
+      },
+    });
+    const dir = new AgentDirectory(t.gw.store);
+    const targets = TargetPins.parse(`targets:\n  - http: ${service}\n    credentials: [env:GH_TEST_PIN_KEY]\n`);
+    pinned = new AgentClient({ gateway: t.gw.apiUrl, token: await dir.create("edge-pinned"), logger: silent, version: "test", targets });
+    open = new AgentClient({ gateway: t.gw.apiUrl, token: await dir.create("edge-open"), logger: silent, version: "test" });
+    pinned.start();
+    open.start();
+    await waitFor(() => pinned.state === "connected" && open.state === "connected", "the agents");
+  });
+  after(async () => {
+    await pinned?.stop();
+    await open?.stop();
+    await t?.close();
+    for (const srv of servers) await new Promise((r) => srv.close(r));
+    for (const k of ["GH_TEST_PIN_KEY", "GH_TEST_OTHER_KEY", "GATEHOUSE_AGENT_TOKEN"]) delete process.env[k];
+  });
+
+  const get = async (connection: string) => {
+    const res = await fetch(`http://127.0.0.1:${t.gw.http!.port}/${connection}/x`, { headers: { authorization: `Bearer ${await t.agentToken()}` } });
+    return { status: res.status, type: res.headers.get("content-type"), body: await res.text() };
+  };
+
+  test("the pinned target gets its credential; other targets and credentials are refused before anything is sent", async () => {
+    assert.deepEqual(await get("service"), { status: 200, type: null, body: "ok" });
+    assert.deepEqual(seen, [["service", "Bearer pin-key", "/x"]]);
+    for (const [connection, why] of [
+      ["stray", /connection stray: http:\/\/127\.0\.0\.1:\d+ is not in the agent's targets file/],
+      ["other-credential", /connection other-credential: the credential env:GH_TEST_OTHER_KEY is not listed for http:\/\/127\.0\.0\.1:\d+/],
+      ["own-secret", /the credential env:GATEHOUSE_AGENT_TOKEN is the agent's own secret, never a target's/],
+    ] as const) {
+      const r = await get(connection);
+      assert.equal(r.status, 502, connection);
+      assert.equal(r.type, "application/problem+json");
+      const problem = JSON.parse(r.body) as { code: string; detail: string };
+      assert.equal(problem.code, "GH-AGENT-007");
+      assert.match(problem.detail, why);
+    }
+    assert.equal(seen.length, 1, "neither server saw another request");
+    // An agent without a targets file serves what the gateway names (its own secrets aside).
+    assert.equal((await get("unpinned")).status, 200);
+    assert.deepEqual(seen.at(-1), ["attacker", "Bearer other-key", "/x"]);
   });
 });
 

@@ -36,6 +36,17 @@ export const fileProvider: SecretProvider = {
   },
 };
 
+const REFERENCE = /^([a-z][a-z0-9+.-]*):(.*)$/s;
+
+/**
+ * Whether `value` has the shape of a reference (`scheme:rest`), whether or not a provider for its
+ * scheme exists: checks that must not let a reference through (target pinning) treat every such
+ * value as one.
+ */
+export function isSecretReference(value: string): boolean {
+  return REFERENCE.test(value);
+}
+
 export class SecretResolver {
   #providers = new Map<string, SecretProvider>();
   constructor(providers: SecretProvider[] = [envProvider, fileProvider]) {
@@ -43,7 +54,7 @@ export class SecretResolver {
   }
   /** Resolve a reference; a value without a known `scheme:` prefix is a literal. */
   async resolve(reference: string): Promise<string> {
-    const m = /^([a-z][a-z0-9+.-]*):(.*)$/s.exec(reference);
+    const m = REFERENCE.exec(reference);
     const provider = m ? this.#providers.get(m[1]!) : undefined;
     if (!m || !provider) return reference;
     return provider.resolve(m[2]!, `${m[1]}:${m[1] === "env" ? m[2] : "…"}`);

@@ -22,6 +22,7 @@ import { type Frame, MAX_FRAME_BYTES, MIN_TUNNEL_VERSION, TUNNEL_VERSION } from 
 import { Mux } from "./mux.ts";
 import { TUNNEL_PATH } from "./server.ts";
 import type { TunnelStream } from "./stream.ts";
+import { checkOwnSecrets, type TargetPins } from "./agent-targets.ts";
 
 export interface AgentClientOptions {
   /** The gateway's API URL (http/https) or the tunnel URL itself (ws/wss). */
@@ -36,6 +37,8 @@ export interface AgentClientOptions {
   allowInsecure?: boolean;
   /** Where bare mirrors of git targets are kept (fast-forward checks). */
   gitMirrorDir?: string;
+  /** The targets (and credentials per target) this agent may open (--targets); without, any target the gateway names. */
+  targets?: TargetPins;
   /** Backoff bounds (ms). */
   minBackoffMs?: number;
   maxBackoffMs?: number;
@@ -210,6 +213,8 @@ export class AgentClient {
     if (b.protocol !== "postgres") return fail(`protocol ${String(b.protocol)} is not supported by this agent`, "0A000");
     const target = postgresTargetSchema.safeParse(b.target);
     if (!target.success) return fail(`the gateway sent no usable target for ${String(b.connection)}`);
+    const refused = this.#refusedPostgres(String(b.connection), target.data);
+    if (refused) return this.#failOpen(mux, f.stream, { code: refused.code, message: refused.detail, sqlstate: refused.def.sqlstate, connection: b.connection });
     const clientParameters = b.clientParameters && typeof b.clientParameters === "object" ? (b.clientParameters as Record<string, string>) : {};
     let t: Awaited<ReturnType<typeof openPostgresTarget>>;
     try {
@@ -270,6 +275,7 @@ export class AgentClient {
     const target = httpTargetSchema.safeParse(f.body.target);
     const r = f.body.request as { method?: string; target?: string; headers?: Record<string, string | string[]>; length?: number } | undefined;
     if (!target.success || !r?.method || typeof r.target !== "string") return this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: `the gateway sent no usable HTTP target for ${String(f.body.connection)}` });
+    if (this.#refuseHttp(mux, f, target.data as HttpTarget)) return;
     try {
       // The request body streams from the gateway to the target (never held whole here).
       const length = typeof r.length === "number" && Number.isSafeInteger(r.length) && r.length >= 0 ? r.length : undefined;
@@ -294,6 +300,7 @@ export class AgentClient {
     const target = httpTargetSchema.safeParse(f.body.target);
     const r = f.body.request as { target?: string; headers?: Record<string, string | string[]> } | undefined;
     if (!target.success || typeof r?.target !== "string") return this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: "the gateway sent no usable upgrade target" });
+    if (this.#refuseHttp(mux, f, target.data as HttpTarget)) return;
     try {
       const socket = await this.#http.upgrade(String(f.body.connection), target.data as HttpTarget, { target: r.target, headers: r.headers ?? {} });
       this.#served++;
@@ -310,6 +317,7 @@ export class AgentClient {
     const b = f.body;
     const target = httpTargetSchema.safeParse(b.target);
     if (!target.success || typeof b.repoPath !== "string" || !Array.isArray(b.updates)) return this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: "the gateway sent no usable git target" });
+    if (this.#refuseHttp(mux, f, target.data as HttpTarget)) return;
     try {
       const body = await this.#collect(stream);
       const updates = (b.updates as GitRefUpdate[]).map((u) => ({ ...u, fastForward: undefined as boolean | undefined }));
@@ -321,9 +329,42 @@ export class AgentClient {
     }
   }
 
+  /**
+   * GH-AGENT-007 when this agent may not open the PostgreSQL target: not in its targets file, a
+   * credential not listed for it, or the agent's own secret. Checked before anything is resolved.
+   */
+  #refusedPostgres(connection: string, t: { host: string; port: number; password?: string | undefined; ca?: string | undefined }): GatehouseError | undefined {
+    try {
+      checkOwnSecrets(connection, [t.password, t.ca]);
+      this.#o.targets?.checkPostgres(connection, t);
+      return undefined;
+    } catch (e) {
+      if (e instanceof GatehouseError) return e;
+      throw e;
+    }
+  }
+
+  /** The HTTP counterpart of #refusedPostgres: answers the OPEN with OPEN_FAILED and returns true when refused. */
+  #refuseHttp(mux: Mux, f: Frame & { body: Record<string, unknown> }, t: HttpTarget): boolean {
+    try {
+      checkOwnSecrets(String(f.body.connection), [t.auth?.secret, t.ca]);
+      this.#o.targets?.checkHttp(String(f.body.connection), t);
+      return false;
+    } catch (e) {
+      if (!(e instanceof GatehouseError)) throw e;
+      this.#failOpen(mux, f.stream, { code: e.code, message: e.detail, connection: f.body.connection });
+      return true;
+    }
+  }
+
   async #cancel(b: Record<string, unknown>): Promise<void> {
     const target = postgresTargetSchema.safeParse(b.target);
     if (!target.success || typeof b.processId !== "number" || typeof b.secretKey !== "string") return;
+    const refused = this.#refusedPostgres(String(b.connection ?? "(cancel)"), target.data);
+    if (refused) {
+      this.#o.logger.warn({ err: refused.message }, "refused a cancel request for a target this agent does not serve");
+      return;
+    }
     await cancelPostgresTarget(target.data, { processId: b.processId, secretKey: Buffer.from(b.secretKey, "base64") }).catch((e) => this.#o.logger.warn({ err: (e as Error).message }, "cannot deliver a cancel request"));
   }
 

@@ -45,7 +45,10 @@ export class TunnelLink {
     if (!p) return;
     this.#opens.delete(f.stream);
     if (f.type === "OPENED") p.resolve(f.body);
-    else p.reject(new GatehouseError(f.body.code === "GH-HTTP-005" ? "HTTP_TARGET_UNAVAILABLE" : "PG_TARGET_UNAVAILABLE", `${String(f.body.message ?? "the agent could not open the target")}`, { sqlstate: f.body.sqlstate }));
+    else {
+      const code = f.body.code === "GH-AGENT-007" ? "AGENT_TARGET_REFUSED" : f.body.code === "GH-HTTP-005" ? "HTTP_TARGET_UNAVAILABLE" : "PG_TARGET_UNAVAILABLE";
+      p.reject(new GatehouseError(code, `${String(f.body.message ?? "the agent could not open the target")}`, { sqlstate: f.body.sqlstate }));
+    }
   }
 
   /** The tunnel closed: every open still waiting fails. */

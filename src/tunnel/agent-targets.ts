@@ -1,0 +1,175 @@
+// Target pinning for a network-resident agent: what it may open, and which of its credentials it
+// may send where. The gateway names the target (address, credential references) in every OPEN; a
+// gateway that is compromised, or whose configuration or store was tampered with, could otherwise
+// point the agent at a host it controls and have it send any credential the agent can resolve —
+// an HTTP bearer token or a PostgreSQL password (md5/cleartext) — or read any `file:` it can read.
+// With a targets file (`gatehouse agent --targets FILE`) the agent opens only the targets listed
+// and resolves a reference only for a target whose entry lists it. Without one, it still never
+// resolves its own secrets (the tunnel token, the OIDC client secret) for a target.
+//
+// The file (YAML or JSON):
+//
+//   targets:
+//     - postgres: db.internal:5432            # host[:port] (5432 by default), as the agent sees it
+//       credentials: [env:PG_PASSWORD]        # references usable with this target (password, ca)
+//     - http: https://ci.internal:8443        # an origin: scheme://host[:port]
+//       credentials: [env:CI_TOKEN, file:/etc/ci/ca.pem]
+//
+// Hosts are compared as written (case-insensitive; no DNS lookups): pin the names the gateway's
+// configuration uses. An entry without `credentials` allows the target with no reference at all.
+//
+// Never: resolve a reference, or open a socket, before the check passed.
+
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { isSecretReference } from "../agent/secrets.ts";
+import type { HttpTarget, PostgresTarget } from "../domain/connection.ts";
+import { GatehouseError } from "../domain/errors.ts";
+
+/** The agent's own secrets: never a target's credential, whatever a gateway or a file says. */
+export const AGENT_OWN_SECRETS: readonly string[] = ["env:GATEHOUSE_AGENT_TOKEN", "env:GATEHOUSE_AGENT_CLIENT_SECRET"];
+
+const reference = z
+  .string()
+  .refine((r) => isSecretReference(r), "a credential reference: env:NAME or file:/path")
+  .refine((r) => !AGENT_OWN_SECRETS.includes(r), "the agent's own secret cannot be a target's credential");
+
+const entrySchema = z.union([
+  z.object({ postgres: z.string().min(1), credentials: z.array(reference).default([]) }).strict(),
+  z.object({ http: z.string().min(1), credentials: z.array(reference).default([]) }).strict(),
+]);
+
+const fileSchema = z.object({ targets: z.array(entrySchema).min(1, "list at least one target") }).strict();
+
+interface Pin {
+  /** `postgres host:port` or `http(s) origin`, lower case: the key a target is looked up by. */
+  key: string;
+  credentials: ReadonlySet<string>;
+}
+
+/** `[::1]` → `::1`; lower case. */
+function normalHost(h: string): string {
+  return h.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+}
+
+function postgresKey(host: string, port: number): string {
+  return `postgres ${normalHost(host)}:${port}`;
+}
+
+/** The origin of an http(s) URL with its default port made explicit, or undefined. */
+function httpKey(url: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return undefined;
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") return undefined;
+  const port = u.port || (u.protocol === "https:" ? "443" : "80");
+  return `http ${u.protocol}//${normalHost(u.hostname)}:${port}`;
+}
+
+function parsePostgres(s: string): string | undefined {
+  // host, host:port, [v6], [v6]:port — parsed as a URL authority so IPv6 and ports are handled once.
+  let u: URL;
+  try {
+    u = new URL(`postgres://${s}`);
+  } catch {
+    return undefined;
+  }
+  if (!u.hostname || u.username || u.password || (u.pathname && u.pathname !== "/") || u.search || u.hash) return undefined;
+  return postgresKey(u.hostname, u.port ? Number(u.port) : 5432);
+}
+
+export class TargetPins {
+  readonly #pins = new Map<string, Pin>();
+  readonly file: string;
+
+  private constructor(file: string, entries: z.infer<typeof entrySchema>[]) {
+    this.file = file;
+    for (const [i, e] of entries.entries()) {
+      const bad = (what: string) => new GatehouseError("CONFIG_INVALID", `${file}: targets[${i}]: ${what}`);
+      let key: string | undefined;
+      if ("postgres" in e) {
+        key = parsePostgres(e.postgres);
+        if (!key) throw bad(`postgres is host[:port], got ${JSON.stringify(e.postgres)}`);
+      } else {
+        key = httpKey(e.http);
+        if (!key) throw bad(`http is an http:// or https:// origin, got ${JSON.stringify(e.http)}`);
+        const url = new URL(e.http);
+        if (url.pathname !== "/" || url.search || url.hash || url.username || url.password) throw bad(`http is an origin (scheme://host[:port]) without a path, query or user: got ${JSON.stringify(e.http)}`);
+      }
+      const prior = this.#pins.get(key);
+      // The same target listed twice: its credentials are the union.
+      this.#pins.set(key, { key, credentials: new Set([...(prior?.credentials ?? []), ...e.credentials]) });
+    }
+  }
+
+  /** Read and check a targets file; every problem is a GH-CONFIG error naming the file. */
+  static load(file: string): TargetPins {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (e) {
+      throw new GatehouseError("CONFIG_UNREADABLE", `${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "file not found" : (e as Error).message}`);
+    }
+    return TargetPins.parse(text, file);
+  }
+
+  static parse(text: string, file = "(targets)"): TargetPins {
+    let doc: unknown;
+    try {
+      doc = parseYaml(text);
+    } catch (e) {
+      throw new GatehouseError("CONFIG_UNREADABLE", `${file}: ${(e as Error).message}`);
+    }
+    if (doc === null || doc === undefined) throw new GatehouseError("CONFIG_INVALID", `${file}: the file is empty; it lists the agent's targets under \`targets:\``);
+    const r = fileSchema.safeParse(doc);
+    if (!r.success) throw new GatehouseError("CONFIG_INVALID", `${file}: ${r.error.issues.map((i) => `${i.path.join(".") || "(file)"}: ${i.message}`).join("; ")}`);
+    return new TargetPins(file, r.data.targets);
+  }
+
+  get size(): number {
+    return this.#pins.size;
+  }
+
+  /** Throws GH-AGENT-007 unless this PostgreSQL target, with its password and CA references, is allowed. */
+  checkPostgres(connection: string, t: Pick<PostgresTarget, "host" | "port" | "password" | "ca">): void {
+    const host = t.host.includes(":") && !t.host.startsWith("[") ? `[${t.host}]` : t.host;
+    this.#check(connection, postgresKey(t.host, t.port), `${host}:${t.port}`, [t.password, t.ca]);
+  }
+
+  /** Throws GH-AGENT-007 unless this HTTP target's origin, with its secret and CA references, is allowed. */
+  checkHttp(connection: string, t: Pick<HttpTarget, "url" | "auth" | "ca">): void {
+    const key = httpKey(t.url);
+    if (!key) throw refused(connection, `${JSON.stringify(t.url)} is not an http(s) URL`);
+    this.#check(connection, key, key.slice(5), [t.auth?.secret, t.ca]);
+  }
+
+  #check(connection: string, key: string, shown: string, refs: Array<string | undefined>): void {
+    const pin = this.#pins.get(key);
+    if (!pin) throw refused(connection, `${shown} is not in the agent's targets file`);
+    for (const r of refs) {
+      if (r === undefined || !isSecretReference(r)) continue;
+      if (!pin.credentials.has(r)) throw refused(connection, `the credential ${describeRef(r)} is not listed for ${shown} in the agent's targets file`);
+    }
+  }
+}
+
+/** `env:NAME` as it is; a file path is not echoed to the gateway (it may be sensitive itself). */
+function describeRef(r: string): string {
+  return r.startsWith("env:") ? r : `${r.slice(0, r.indexOf(":") + 1)}…`;
+}
+
+function refused(connection: string, why: string): GatehouseError {
+  return new GatehouseError("AGENT_TARGET_REFUSED", `connection ${connection}: ${why}`);
+}
+
+/**
+ * Without a targets file: the agent's own secrets are still never sent to a target. Throws
+ * GH-AGENT-007 if a reference names one.
+ */
+export function checkOwnSecrets(connection: string, refs: Array<string | undefined>): void {
+  for (const r of refs) if (r !== undefined && AGENT_OWN_SECRETS.includes(r)) throw refused(connection, `the credential ${r} is the agent's own secret, never a target's`);
+}
