@@ -36,6 +36,7 @@ import { GatewayRegistry } from "./gate/gateways.ts";
 import { NotificationDispatcher } from "./reviews/notify.ts";
 import { linkReviewsAcrossReplicas } from "./reviews/pg-notify.ts";
 import { ReviewService } from "./reviews/service.ts";
+import { listenError } from "./protocols/listen.ts";
 import { RecordingService } from "./recording/recorder.ts";
 import { scheduleRetention } from "./retention/run.ts";
 import { openStore, type Store } from "./store/store.ts";
@@ -145,7 +146,9 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     const checkpointer = await Checkpointer.fromConfig(store, config.audit, { gatewayId: id, logger });
     const apiTls = config.api.tls ? await resolveApiTls(config.api.tls) : undefined;
     const api = await buildApi({ tls: apiTls, config, connections, verifier, policy, store, audit, metrics, logger, version: VERSION, describe: describeOperation, readiness: [() => (audit.writeError ? `the last audit write failed: ${audit.writeError}` : undefined), () => (recordings.healthy ? undefined : `the last recording write failed: ${recordings.lastError}`)], routes: [reviewRoutes(reviews), agentRoutes({ tunnels, directory: agentDirectory, audit, adminGroups: config.api.adminGroups }), auditRoutes({ checkpointer }), sessionRoutes({ store, audit, sink: recordings.sink, auditorGroups: config.audit.auditorGroups })] });
-    await api.listen({ host: config.api.host, port: config.api.port });
+    await api.listen({ host: config.api.host, port: config.api.port }).catch((e: unknown) => {
+      throw listenError(e, "api", config.api.host, config.api.port);
+    });
     stops.push(() => api.close());
     // Agents dial in on the API listener; their tunnels close after the sessions using them.
     tunnels.attach(api.server);

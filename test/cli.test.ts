@@ -115,6 +115,28 @@ describe("gatehouse dev token", () => {
   });
 });
 
+test("gateway: a port in use stops the start with GH-CONFIG-004 naming the key and address (exit 2), nothing left running", async () => {
+  const { createServer } = await import("node:net");
+  const taken = createServer();
+  await new Promise<void>((r) => taken.listen(0, "127.0.0.1", r));
+  const port = (taken.address() as { port: number }).port;
+  try {
+    for (const [key, yaml] of [
+      ["api", `api: { host: 127.0.0.1, port: ${port} }\nlisteners: { postgres: { enabled: false } }`],
+      ["listeners.postgres", `api: { host: 127.0.0.1, port: 0 }\nlisteners: { postgres: { host: 127.0.0.1, port: ${port}, tls: { selfSignedDir: ${join(dir, "tls")} } } }`],
+    ] as const) {
+      const f = join(dir, `inuse-${key}.yaml`);
+      writeFileSync(f, `store: { url: "sqlite:${join(dir, `inuse-${key}.db`)}" }\n${yaml}\n`);
+      const r = await gh(["gateway", "--config", f]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, new RegExp(`error GH-CONFIG-004: The gateway cannot listen on a configured address: ${key.replace(".", "\\.")}: 127\\.0\\.0\\.1:${port}: the port is in use \\(EADDRINUSE\\)`));
+      assert.doesNotMatch(r.stderr, /internal error/);
+    }
+  } finally {
+    taken.close();
+  }
+});
+
 test("gateway: starts on a config, answers /healthz, and shuts down cleanly on SIGTERM", async () => {
   const f = join(dir, "gw.yaml");
   const port = 20000 + Math.floor(Math.random() * 20000);

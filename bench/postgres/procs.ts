@@ -73,16 +73,26 @@ export function killAllSync(): void {
   for (const c of live) signalGroup(c, "SIGKILL");
 }
 
+/** Ports handed out by this process: the OS may offer a port again once it is closed. */
+const handedOut = new Set<number>();
+
+/** A port free on 127.0.0.1 now and not handed out before in this process. */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      const port = typeof a === "object" && a ? a.port : 0;
-      s.close(() => resolve(port));
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const s = createServer();
+      s.once("error", reject);
+      s.listen(0, "127.0.0.1", () => {
+        const a = s.address();
+        const p = typeof a === "object" && a ? a.port : 0;
+        s.close(() => resolve(p));
+      });
     });
-  });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 /** Wait until 127.0.0.1:port accepts TCP connections, or fail with the child's output. */

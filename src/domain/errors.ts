@@ -22,6 +22,7 @@ export const ERRORS = {
   CONFIG_INVALID: def("GH-CONFIG-001", 500, "F0000", "Configuration is invalid", "Fix the keys listed above; `gatehouse config check FILE` validates a file without starting anything."),
   CONFIG_ENV_MISSING: def("GH-CONFIG-002", 500, "F0000", "Configuration references an unset environment variable", "Export the variable named in the message, or remove the ${VAR} reference."),
   CONFIG_UNREADABLE: def("GH-CONFIG-003", 500, "F0000", "Configuration file cannot be read or parsed", "Check the path and that the file is valid YAML."),
+  LISTEN_FAILED: def("GH-CONFIG-004", 500, "F0000", "The gateway cannot listen on a configured address", "Another process holds the port (EADDRINUSE), the host is not an address of this machine (EADDRNOTAVAIL), or a port below 1024 needs privileges (EACCES): stop the other process or change the key named in the message (port 0 picks a free port)."),
   // identity
   AUTH_TOKEN_MISSING: def("GH-AUTH-001", 401, "28000", "No access token was presented", "Send your OIDC access token: `Authorization: Bearer <token>` over HTTP, or as the password for PostgreSQL."),
   AUTH_TOKEN_MALFORMED: def("GH-AUTH-002", 401, "28P01", "The access token is not a well-formed JWT", "Send the raw access token (three base64url parts separated by dots), not an ID token or a refresh token."),

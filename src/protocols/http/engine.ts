@@ -167,7 +167,7 @@ export class HttpListener {
     const server: Server = this.#d.tls ? (createTlsServer({ cert: this.#d.tls.cert, key: this.#d.tls.key, minVersion: "TLSv1.2", allowHalfOpen: true }, onSocket) as unknown as Server) : createNetServer({ allowHalfOpen: true }, onSocket);
     if (this.#d.tls) server.on("tlsClientError", () => {});
     this.#server = server;
-    return listen(server, this.#d.config.port, this.#d.config.host);
+    return listen(server, this.#d.config.port, this.#d.config.host, "listeners.http");
   }
 
   async close(): Promise<void> {

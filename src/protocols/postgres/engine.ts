@@ -87,7 +87,7 @@ export class PostgresListener {
         .finally(() => this.#live.delete(s));
     });
     this.#server = server;
-    const address = await listen(server, this.#d.config.port, this.#d.config.host);
+    const address = await listen(server, this.#d.config.port, this.#d.config.host, "listeners.postgres");
     server.on("error", (e) => this.#d.logger.error({ err: e.message }, "postgres listener error"));
     return address;
   }
