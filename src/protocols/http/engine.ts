@@ -88,6 +88,7 @@ function decodeBody(body: Buffer, encoding: string | undefined, maxOutput: numbe
 const EMPTY = Buffer.alloc(0);
 
 const REDACTED = "[redacted by Gatehouse]";
+const SENSITIVE_LENGTHS = new Set([...SENSITIVE_HEADERS].map((h) => h.length));
 
 /** The request head as the client sent it (latin1 text), its credentials (SENSITIVE_HEADERS) redacted. */
 function headText(req: H1Request): string {
@@ -95,23 +96,21 @@ function headText(req: H1Request): string {
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    out += `${name}: ${SENSITIVE_HEADERS.has(name.toLowerCase()) ? REDACTED : raw[i + 1]}\r\n`;
+    // Lower-cased (a new string) only when its length is that of a sensitive name.
+    const sensitive = SENSITIVE_LENGTHS.has(name.length) && SENSITIVE_HEADERS.has(name.toLowerCase());
+    out += `${name}: ${sensitive ? REDACTED : raw[i + 1]}\r\n`;
   }
   return `${out}\r\n`;
 }
 
-/** Record what `res` writes to the client, its body bytes up to `limit`. */
+/** Record what `res` writes to the client: heads whole, body bytes up to `limit`. */
 function tapResponse(res: H1Response, rec: NonNullable<OpenSession["recorder"]>, limit: number): void {
   let recorded = 0;
-  res.tap = (head, body) => {
-    let b = body;
-    if (b) {
-      if (recorded >= limit) b = undefined;
-      else if (recorded + b.length > limit) b = b.subarray(0, limit - recorded);
-      recorded += b?.length ?? 0;
-    }
-    if (head !== undefined) rec.server(head, b);
-    else if (b) rec.server(b);
+  res.tap = (data, headLength) => {
+    const body = Math.min(data.length - headLength, Math.max(0, limit - recorded));
+    recorded += body;
+    const n = headLength + body;
+    if (n) rec.server(n === data.length ? data : data.subarray(0, n));
   };
 }
 

@@ -113,10 +113,12 @@ export class H1Response {
   /** Called when the client goes away before the response is finished. */
   #onClose: (() => void)[] = [];
   /**
-   * Sees what this response writes to the client, as it is written: the head (its exact text,
-   * latin1) and body bytes (without the chunked coding's framing). For session recording.
+   * Sees what this response writes to the client, as it is written: `data` is the head's exact
+   * bytes (its first `headLength` bytes; 0 when there is no head in it) followed by body bytes
+   * (without the chunked coding's framing). For session recording; `data` is only valid during
+   * the call.
    */
-  tap: ((head: string | undefined, body: Buffer | undefined) => void) | undefined;
+  tap: ((data: Buffer, headLength: number) => void) | undefined;
 
   constructor(conn: H1Connection, req: H1Request, keep: boolean) {
     this.#conn = conn;
@@ -169,15 +171,15 @@ export class H1Response {
    */
   writeHead(status: number, headers: Record<string, string | number | string[] | undefined>, length?: number): void {
     if (this.#headersSent || this.#finished) return;
-    const head = this.#head(status, headers, length);
-    this.tap?.(head, undefined);
-    this.#conn.write(Buffer.from(head, "latin1"));
+    const head = Buffer.from(this.#head(status, headers, length), "latin1");
+    this.tap?.(head, head.length);
+    this.#conn.write(head);
   }
 
   /** Write a piece of the body; false when the client is slow (wait for `drain()`). */
   write(chunk: Buffer): boolean {
     if (this.#finished || this.#noBody || chunk.length === 0) return true;
-    this.tap?.(undefined, chunk);
+    this.tap?.(chunk, 0);
     if (this.#chunked) return this.#conn.write(encodeChunk(chunk));
     return this.#conn.write(chunk);
   }
@@ -200,10 +202,13 @@ export class H1Response {
   send(status: number, headers: Record<string, string | number | string[] | undefined>, body: Buffer): void {
     if (this.#headersSent || this.#finished) return;
     const text = this.#head(status, headers, body.length);
-    const withBody = !this.#noBody && body.length > 0;
-    this.tap?.(text, withBody ? body : undefined);
-    const head = Buffer.from(text, "latin1");
-    this.#conn.write(withBody ? Buffer.concat([head, body], head.length + body.length) : head);
+    const bodyLength = this.#noBody ? 0 : body.length;
+    // One buffer for the socket and the tap: the head is latin1, one byte per character.
+    const out = Buffer.allocUnsafe(text.length + bodyLength);
+    out.write(text, 0, "latin1");
+    if (bodyLength) body.copy(out, text.length);
+    this.tap?.(out, text.length);
+    this.#conn.write(out);
     this.#finish();
     this.#conn.responded(this.#closeAfter);
   }
