@@ -153,6 +153,40 @@ describe("streams over a real WebSocket", () => {
     fastG.destroy();
   });
 
+  test("credit returns in quarters of the window: small exchanges send no WINDOW frames, bulk never stalls", async () => {
+    const windows = { gw: 0, agent: 0 };
+    const count = (side: "gw" | "agent") => (data: Buffer) => {
+      if (decodeFrame(data).type === "WINDOW") windows[side]++;
+    };
+    const [onGw, onAgent] = [count("gw"), count("agent")];
+    p.raw.gw.on("message", onGw);
+    p.raw.agent.on("message", onAgent);
+    try {
+      const [g, a] = await twin(p);
+      a.on("data", (b: Buffer) => a.write(b)); // an echoing target
+      const replies: Buffer[] = [];
+      g.on("data", (b: Buffer) => replies.push(b));
+      // 100 request/response exchanges of 100 bytes each way: 10 KB, under a quarter of the window.
+      for (let i = 0; i < 100; i++) {
+        const n = replies.length;
+        g.write(Buffer.alloc(100, i));
+        await waitUntil(() => replies.length > n && Buffer.concat(replies).length === (i + 1) * 100);
+      }
+      assert.deepEqual(windows, { gw: 0, agent: 0 }, "no credit message for small exchanges");
+      // 1 MiB one way through a 64 KiB window: credit flows back in grants of 16 to 64 KiB (at
+      // least a quarter, at most the window), and the sender never waits for good.
+      const big = Buffer.alloc(1 << 20, 3);
+      const before = Buffer.concat(replies).length;
+      g.write(big);
+      await waitUntil(() => Buffer.concat(replies).length === before + big.length, 10_000);
+      for (const n of Object.values(windows)) assert.ok(n >= 16 && n <= 66, `WINDOW frames ${JSON.stringify(windows)}`);
+      g.destroy();
+    } finally {
+      p.raw.gw.off("message", onGw);
+      p.raw.agent.off("message", onAgent);
+    }
+  });
+
   test("a reset reaches the other end with a reason; late data for it is dropped", async () => {
     const [g, a] = await twin(p);
     const closed = once(g, "close");
