@@ -250,6 +250,7 @@ describe("HTTP through a network-resident agent", () => {
   let agent: AgentClient;
   let target: import("node:http").Server;
   const seen: Array<{ authorization: string | undefined; body: string; url: string }> = [];
+  let connections = 0;
   before(async () => {
     process.env.GH_TEST_EDGE_API_KEY = "edge-api-key";
     const { createServer } = await import("node:http");
@@ -262,6 +263,7 @@ describe("HTTP through a network-resident agent", () => {
         res.end("x".repeat(200_000));
       });
     });
+    target.on("connection", () => connections++);
     await new Promise<void>((r) => target.listen(0, "127.0.0.1", r));
     t = await startTestGateway({
       policies: [{ name: "agents-http", principals: { groups: ["ai-agents"] }, operations: { protocols: ["http"] }, decision: "allow" }],
@@ -288,6 +290,20 @@ describe("HTTP through a network-resident agent", () => {
     assert.deepEqual(seen.at(-1), { authorization: "Bearer edge-api-key", body: '{"a":1}', url: "/items?x=1" });
     const many = await Promise.all(Array.from({ length: 20 }, (_, i) => fetch(`http://127.0.0.1:${t.gw.http!.port}/api/n/${i}`, { headers: { authorization: `Bearer ${token}` } }).then(async (r) => [r.status, (await r.text()).length])));
     assert.deepEqual(many, Array.from({ length: 20 }, () => [200, 200_000]));
+  });
+
+  test("one request after another, with bodies: each arrives whole, and the agent keeps one connection to the target", async () => {
+    const token = await t.agentToken();
+    const before = connections;
+    for (let i = 0; i < 25; i++) {
+      const body = JSON.stringify({ n: i, pad: "y".repeat(i * 100) });
+      const res = await fetch(`http://127.0.0.1:${t.gw.http!.port}/api/seq/${i}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body });
+      assert.equal(res.status, 200);
+      assert.equal((await res.text()).length, 200_000);
+      assert.deepEqual(seen.at(-1), { authorization: "Bearer edge-api-key", body, url: `/seq/${i}` });
+    }
+    // A request body collected before it is sent goes with its head; the connection is reused.
+    assert.ok(connections - before <= 1, `${connections - before} new connections to the target for 25 sequential requests`);
   });
 });
 

@@ -1,15 +1,17 @@
 // HTTP gate benchmark: `wrk` (16 connections, keep-alive) against a small JSON response from a Node
 // target, in one run: direct to the target; through a bare node:http reverse proxy (no policy — the
 // ceiling for any Node HTTP gate); through nginx as a reverse proxy (keep-alive upstream); and
-// through Gatehouse with the full gate on (token check, policy, audit, recording), and the same
-// gate with recording off (where the time goes). Prints requests/s
+// through Gatehouse with the full gate on (token check, policy, audit, recording), the same
+// gate with recording off (where the time goes), and the full gate with the target behind a
+// network-resident agent (its own process, over the tunnel: the production shape). Prints requests/s
 // and p50/p99 latency per row, and Gatehouse's ratios to each baseline.
 //
 //   npm run bench:http                                  # 6 rounds of 3 s per row
 //   BENCH_SECONDS=2 BENCH_REPEAT=3 npm run bench:http   # quick
 //
 // Environment: BENCH_SECONDS (3), BENCH_CONNECTIONS (16), BENCH_THREADS (2), BENCH_REPEAT (6
-// rounds; each round runs every row once, in turn), BENCH_KEEP=1 keeps the temp directory.
+// rounds; each round runs every row once, in turn), BENCH_REMOTE=0 skips the remote-agent row,
+// BENCH_KEEP=1 keeps the temp directory.
 //
 // Why rounds: on a shared 2-core VM the same row drifts by ±20 % from one minute to the next, so
 // one long run per row compares rows measured under different conditions. Each ratio is taken per
@@ -64,6 +66,8 @@ interface Row {
   headers?: string[];
   /** The proxy's process group (its leader's pid; nginx's worker is in its master's group), for CPU accounting. */
   group?: number;
+  /** A second process group counted with the proxy (a remote agent). */
+  group2?: number;
 }
 
 interface Result {
@@ -109,9 +113,10 @@ function ms(v: string, unit: string): number {
 
 async function wrk(row: Row, seconds: number, targetGroup: number): Promise<Result> {
   const args = ["-t", String(THREADS), "-c", String(CONNECTIONS), "-d", `${seconds}s`, "--latency", ...(row.headers ?? []).flatMap((h) => ["-H", h]), row.url];
-  const [p0, t0] = [row.group ? groupTicks(row.group) : 0, groupTicks(targetGroup)];
+  const proxyTicks = () => (row.group ? groupTicks(row.group) : 0) + (row.group2 ? groupTicks(row.group2) : 0);
+  const [p0, t0] = [proxyTicks(), groupTicks(targetGroup)];
   const { stdout } = await run("wrk", args, { timeoutMs: (seconds + 30) * 1000 });
-  const [p1, t1] = [row.group ? groupTicks(row.group) : 0, groupTicks(targetGroup)];
+  const [p1, t1] = [proxyTicks(), groupTicks(targetGroup)];
   const requests = Number(/(\d+) requests in/.exec(stdout)?.[1] ?? Number.NaN);
   const perRequest = (ticks: number) => (ticks * 1e6) / CLK_TCK / requests;
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? Number.NaN);
@@ -152,8 +157,8 @@ http {
   return { port, group: child.proc.pid };
 }
 
-async function gatehouseRow(dir: string, upstream: number, opts: { recording?: boolean } = {}): Promise<{ port: number; token: string; group?: number }> {
-  const d = join(dir, opts.recording === false ? "gatehouse-norec" : "gatehouse");
+async function gatehouseRow(dir: string, upstream: number, opts: { recording?: boolean; remote?: boolean } = {}): Promise<{ port: number; token: string; group?: number; agentGroup?: number }> {
+  const d = join(dir, opts.remote ? "gatehouse-remote" : opts.recording === false ? "gatehouse-norec" : "gatehouse");
   mkdirSync(d, { recursive: true });
   const [httpPort, apiPort] = [await freePort(), await freePort()];
   const config = {
@@ -161,7 +166,7 @@ async function gatehouseRow(dir: string, upstream: number, opts: { recording?: b
     store: { url: `sqlite:${join(d, "gatehouse.db")}` },
     api: { host: "127.0.0.1", port: apiPort },
     listeners: { postgres: { enabled: false }, http: { host: "127.0.0.1", port: httpPort } },
-    connections: [{ name: "svc", protocol: "http", http: { url: `http://127.0.0.1:${upstream}` } }],
+    connections: [{ name: "svc", protocol: "http", ...(opts.remote ? { agent: "bench-edge" } : {}), http: { url: `http://127.0.0.1:${upstream}` } }],
     policies: [{ name: "agents-read", principals: { groups: ["ai-agents"] }, operations: { methods: ["GET"], paths: ["/**"] }, decision: "allow" }],
     logging: { level: "warn" },
     ...(opts.recording === false ? { recording: { enabled: false } } : {}),
@@ -169,9 +174,22 @@ async function gatehouseRow(dir: string, upstream: number, opts: { recording?: b
   const file = join(d, "gatehouse.yaml");
   writeFileSync(file, JSON.stringify(config, null, 2));
   const token = await mintDevToken(loadConfigFile(file).identity, { subject: "bench-agent", name: "bench-agent", groups: ["ai-agents"], kind: "service", lifetimeSeconds: 4 * 3600 });
-  const child: Child = startChild("gatehouse", process.execPath, ["--import", "tsx", join(REPO, "src/cli/index.ts"), "gateway", "--config", file], { cwd: REPO });
+  const cli = (args: string[]) => ["--import", "tsx", join(REPO, "src/cli/index.ts"), ...args];
+  const secret = opts.remote ? (await run(process.execPath, cli(["agents", "create", "bench-edge", "--config", file]), { timeoutMs: 60_000 })).stdout.trim().split("\n").at(-1)! : "";
+  const child: Child = startChild("gatehouse", process.execPath, cli(["gateway", "--config", file]), { cwd: REPO });
   await waitForPort(httpPort, child, 60_000);
-  return { port: httpPort, token, group: child.proc.pid };
+  if (!opts.remote) return { port: httpPort, token, group: child.proc.pid };
+  // The production shape: the target reached through a network-resident agent (its own process,
+  // pinned to the target), over the WebSocket tunnel on loopback. Ready once a request goes through.
+  writeFileSync(join(d, "targets.yaml"), `targets:\n  - http: http://127.0.0.1:${upstream}\n`);
+  const agent = startChild("agent", process.execPath, cli(["agent", "--gateway", `http://127.0.0.1:${apiPort}`, "--targets", join(d, "targets.yaml"), "--log-level", "warn"]), { cwd: REPO, env: { ...process.env, GATEHOUSE_AGENT_TOKEN: secret } });
+  for (let i = 0; ; i++) {
+    const res = await fetch(`http://127.0.0.1:${httpPort}/svc/status`, { headers: { authorization: `Bearer ${token}` } }).catch(() => undefined);
+    if (res?.status === 200) break;
+    if (i > 200) throw new Error(`the remote agent did not come up (last status ${res?.status}): ${agent.output().slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  return { port: httpPort, token, group: child.proc.pid, agentGroup: agent.proc.pid };
 }
 
 function table(headers: string[], rows: string[][]): string {
@@ -205,6 +223,11 @@ async function main(): Promise<void> {
     // Where the time goes: the same gate without session recording.
     const norec = await gatehouseRow(dir, targetPort, { recording: false });
     rows.push({ name: "Gatehouse, recording off", url: `http://127.0.0.1:${norec.port}/svc/status`, headers: [`Authorization: Bearer ${norec.token}`], group: norec.group });
+    // The production shape: the same gate with the target behind a network-resident agent.
+    if (env.BENCH_REMOTE !== "0") {
+      const remote = await gatehouseRow(dir, targetPort, { remote: true });
+      rows.push({ name: "Gatehouse, remote agent", url: `http://127.0.0.1:${remote.port}/svc/status`, headers: [`Authorization: Bearer ${remote.token}`], group: remote.group, group2: remote.agentGroup });
+    }
 
     log("warming up …");
     for (const r of rows) await wrk(r, Math.min(2, SECONDS), targetGroup);
@@ -258,6 +281,7 @@ async function main(): Promise<void> {
     pairs.push(["Gatehouse / bare node proxy (target ≥ 0.95)", "Gatehouse (full gate)", "bare node:http proxy"]);
     pairs.push(["Gatehouse recording off / bare node proxy", "Gatehouse, recording off", "bare node:http proxy"]);
     if (runs.has("nginx reverse proxy")) pairs.push(["Gatehouse / nginx", "Gatehouse (full gate)", "nginx reverse proxy"]);
+    if (runs.has("Gatehouse, remote agent")) pairs.push(["Gatehouse remote agent / embedded agent", "Gatehouse, remote agent", "Gatehouse (full gate)"], ["Gatehouse remote agent / bare node proxy", "Gatehouse, remote agent", "bare node:http proxy"]);
     out.push(table(["ratio (req/s)", "of medians", `per round, median (range)`], pairs.map(([label, a, b]) => [label, ratio(a, b), paired(a, b)])));
     // The same comparison in CPU: what one request costs the proxy process (all its threads).
     // Below 1.05 means the gate costs under 5 % of what a bare Node proxy spends per request.
@@ -266,6 +290,7 @@ async function main(): Promise<void> {
       ["Gatehouse recording off / bare node proxy", "Gatehouse, recording off", "bare node:http proxy"],
     ];
     if (runs.has("nginx reverse proxy")) cpuPairs.push(["Gatehouse / nginx", "Gatehouse (full gate)", "nginx reverse proxy"]);
+    if (runs.has("Gatehouse, remote agent")) cpuPairs.push(["Gatehouse remote agent (gateway + agent) / embedded", "Gatehouse, remote agent", "Gatehouse (full gate)"]);
     out.push("");
     out.push(table(["ratio (proxy CPU per request)", "per round, median (range)"], cpuPairs.map(([label, a, b]) => [label, paired(a, b, (r) => r.proxyUs)])));
     for (const s of skipped) out.push(`\nskipped — ${s}`);

@@ -44,6 +44,9 @@ export interface AgentClientOptions {
   maxBackoffMs?: number;
 }
 
+/** Request bodies of a known length up to this are collected before they go to the target. */
+const WHOLE_REQUEST_BYTES = 1 << 20;
+
 export type AgentState = "connecting" | "connected" | "waiting";
 
 function isLoopbackHost(h: string): boolean {
@@ -246,14 +249,24 @@ export class AgentClient {
     return new Promise((resolve, reject) => {
       const parts: Buffer[] = [];
       let n = 0;
+      let settled = false;
       stream.on("data", (b: Buffer) => {
         n += b.length;
         if (n > max) stream.destroy(new Error("request body too large"));
         else parts.push(b);
       });
-      stream.once("end", () => resolve(Buffer.concat(parts, n)));
-      stream.once("error", reject);
-      stream.once("close", () => reject(new Error("the stream closed before the request body ended")));
+      stream.once("end", () => {
+        settled = true;
+        resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts, n));
+      });
+      stream.once("error", (e) => {
+        settled = true;
+        reject(e);
+      });
+      // 'close' follows every 'end': an Error (and its stack) only when the body did not end.
+      stream.once("close", () => {
+        if (!settled) reject(new Error("the stream closed before the request body ended"));
+      });
     });
   }
 
@@ -277,9 +290,14 @@ export class AgentClient {
     if (!target.success || !r?.method || typeof r.target !== "string") return this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: `the gateway sent no usable HTTP target for ${String(f.body.connection)}` });
     if (this.#refuseHttp(mux, f, target.data as HttpTarget)) return;
     try {
-      // The request body streams from the gateway to the target (never held whole here).
       const length = typeof r.length === "number" && Number.isSafeInteger(r.length) && r.length >= 0 ? r.length : undefined;
-      const res = await this.#http.forward(String(f.body.connection), target.data as HttpTarget, { method: r.method, target: r.target, headers: r.headers ?? {}, body: stream, length });
+      // A body of known, small length (the gateway read it whole to judge it: nearly every
+      // request) is collected first and sent with the head in one write, on a connection that
+      // goes back to the pool at once; larger or open-ended bodies stream to the target, never
+      // held whole here.
+      const requestBody = length !== undefined && length <= WHOLE_REQUEST_BYTES ? await this.#collect(stream, length) : stream;
+      if (Buffer.isBuffer(requestBody) && requestBody.length !== length) throw new Error("the request body ended before its Content-Length");
+      const res = await this.#http.forward(String(f.body.connection), target.data as HttpTarget, { method: r.method, target: r.target, headers: r.headers ?? {}, body: requestBody, length });
       this.#served++;
       mux.control("OPENED", { status: res.status, headers: res.headers, ...(res.length !== undefined ? { length: res.length } : {}) }, f.stream);
       const body = res.body;

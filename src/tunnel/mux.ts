@@ -32,6 +32,8 @@ export class Mux implements StreamSink {
   #lastHeard = Date.now();
   #timer: NodeJS.Timeout;
   #closed = false;
+  /** The socket is corked until the end of this event-loop turn (#cork). */
+  #corked = false;
   /** Why the tunnel ended (set before streams are reset). */
   reason: GatehouseError | undefined;
 
@@ -52,7 +54,27 @@ export class Mux implements StreamSink {
 
   send(frame: Buffer): void {
     if (this.#closed) throw new GatehouseError("AGENT_UNAVAILABLE", "the tunnel is closed");
+    this.#cork();
     this.#ws.send(frame, { binary: true });
+  }
+
+  /**
+   * Frames sent in one event-loop turn leave in one write: an HTTP exchange is several frames
+   * (OPEN, its body, CLOSE; OPENED, DATA, CLOSE), and a socket write — with the wake-up it causes
+   * on the other side — costs far more than the frames. The socket is corked at the turn's first
+   * frame and uncorked in the check phase of the same turn (setImmediate), so nothing waits for a
+   * timer. `_socket` is ws's own field (ws@8); without it frames go out one write each, as before.
+   */
+  #cork(): void {
+    if (this.#corked) return;
+    const socket = (this.#ws as unknown as { _socket?: { cork(): void; uncork(): void; destroyed: boolean } })._socket;
+    if (!socket || socket.destroyed) return;
+    this.#corked = true;
+    socket.cork();
+    setImmediate(() => {
+      this.#corked = false;
+      socket.uncork();
+    });
   }
 
   forget(id: number): void {

@@ -100,6 +100,9 @@ export class TunnelLink {
 
 }
 
+/** Responses up to this size that are complete when OPENED arrives are handed over as one buffer. */
+const WHOLE_RESPONSE_BYTES = 256 << 10;
+
 /** All tunnels of one agent name; sessions are spread over them. */
 export class RemoteAgent implements Agent {
   readonly name: string;
@@ -130,7 +133,10 @@ export class RemoteAgent implements Agent {
     const { result, stream } = await this.#pick().exchange({ connection: connection.name, protocol: "http", target: connection.http ?? null, request: { method: req.method, target: req.target, headers: req.headers, ...(Buffer.isBuffer(req.body) ? { length: req.body.length } : req.length !== undefined ? { length: req.length } : {}) } }, req.body, this.name, `${req.method} for ${connection.name}`);
     req.signal?.addEventListener("abort", () => stream.destroy(), { once: true });
     const length = typeof result.length === "number" && Number.isSafeInteger(result.length) && result.length >= 0 ? result.length : undefined;
-    return { status: Number(result.status), headers: (result.headers ?? {}) as Record<string, string | string[]>, body: stream, length };
+    // A small response that arrived whole with its OPENED (the agent sends them in one write) is
+    // handed over as one buffer, like the embedded agent does: the client gets it in one write.
+    const whole = stream.takeWhole(WHOLE_RESPONSE_BYTES);
+    return { status: Number(result.status), headers: (result.headers ?? {}) as Record<string, string | string[]>, body: whole ?? stream, length: whole ? whole.length : length };
   }
 
   async httpUpgrade(connection: Connection, req: { target: string; headers: Record<string, string | string[] | undefined> }): Promise<Duplex> {

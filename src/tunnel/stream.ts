@@ -114,6 +114,23 @@ export class TunnelStream extends Duplex {
     this.#pump();
   }
 
+  /** The peer has sent everything (CLOSE): what is buffered is the whole of the rest. */
+  get peerDone(): boolean {
+    return this.#gotClose;
+  }
+
+  /**
+   * Everything the peer sent, at once, if it has finished (CLOSE received) and that is at most
+   * `max` bytes; else undefined and the stream is left as it was. For small whole messages that
+   * arrived in one batch: one buffer instead of a stream.
+   */
+  takeWhole(max: number): Buffer | undefined {
+    if (!this.#gotClose || this.readableLength > max || this.destroyed) return undefined;
+    const parts: Buffer[] = [];
+    for (let b = this.read() as Buffer | null; b !== null; b = this.read() as Buffer | null) parts.push(b);
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
   onClose(): void {
     this.#gotClose = true;
     this.push(null);

@@ -187,6 +187,54 @@ describe("streams over a real WebSocket", () => {
     }
   });
 
+  test("frames sent in one event-loop turn leave in one socket write, and arrive in order", async () => {
+    const socket = (p.raw.agent as unknown as { _socket: import("node:net").Socket })._socket;
+    let writes = 0;
+    const counted = <T extends (...a: never[]) => unknown>(f: T) =>
+      function (this: unknown, ...a: Parameters<T>) {
+        writes++;
+        return f.apply(this, a);
+      } as T;
+    const own = socket as unknown as { _write: (...a: never[]) => unknown; _writev: (...a: never[]) => unknown };
+    const [w, wv] = [own._write, own._writev];
+    own._write = counted(w);
+    own._writev = counted(wv);
+    try {
+      const [g, a] = await twin(p);
+      const got: Buffer[] = [];
+      g.on("data", (b: Buffer) => got.push(b));
+      await new Promise((r) => setImmediate(r));
+      writes = 0;
+      for (let i = 0; i < 5; i++) a.write(Buffer.from(`part ${i};`));
+      p.agent.control("PING", { t: 1 });
+      await new Promise((r) => setImmediate(r));
+      assert.equal(writes, 1, "one write for six frames");
+      await waitUntil(() => Buffer.concat(got).toString() === "part 0;part 1;part 2;part 3;part 4;");
+      g.destroy();
+    } finally {
+      own._write = w;
+      own._writev = wv;
+    }
+  });
+
+  test("a finished stream hands over what it holds as one buffer; an unfinished or larger one stays a stream", async () => {
+    const [g, a] = await twin(p);
+    a.write(Buffer.from("one,"));
+    a.end(Buffer.from("two"));
+    await waitUntil(() => g.peerDone);
+    assert.equal(g.takeWhole(3), undefined, "over the limit: left as it was");
+    assert.equal(g.takeWhole(1024)?.toString(), "one,two");
+    const [g2, a2] = await twin(p);
+    a2.write(Buffer.from("partial"));
+    await waitUntil(() => g2.readableLength > 0);
+    assert.equal(g2.takeWhole(1024), undefined, "no CLOSE yet");
+    a2.end();
+    await waitUntil(() => g2.peerDone);
+    assert.equal(g2.takeWhole(1024)?.toString(), "partial");
+    g.destroy();
+    g2.destroy();
+  });
+
   test("a reset reaches the other end with a reason; late data for it is dropped", async () => {
     const [g, a] = await twin(p);
     const closed = once(g, "close");
