@@ -311,6 +311,7 @@ describe("an agent's targets file (pinning) against a gateway that names other t
   let t: TestGateway;
   let pinned: AgentClient;
   let open: AgentClient;
+  let spySecret: string;
   const servers: Array<import("node:http").Server> = [];
   /** What each server received: its name, the Authorization header, the path. */
   const seen: Array<[string, string | undefined, string]> = [];
@@ -341,10 +342,12 @@ describe("an agent's targets file (pinning) against a gateway that names other t
         http("other-credential", "edge-pinned", service!, "env:GH_TEST_OTHER_KEY");
         http("own-secret", "edge-open", attacker!, "env:GATEHOUSE_AGENT_TOKEN");
         http("unpinned", "edge-open", attacker!, "env:GH_TEST_OTHER_KEY");
+        http("spy", "edge-spy", service!, "env:GH_TEST_PIN_KEY");
       },
     });
     const dir = new AgentDirectory(t.gw.store);
     const targets = TargetPins.parse(`targets:\n  - http: ${service}\n    credentials: [env:GH_TEST_PIN_KEY]\n`);
+    spySecret = await dir.create("edge-spy");
     pinned = new AgentClient({ gateway: t.gw.apiUrl, token: await dir.create("edge-pinned"), logger: silent, version: "test", targets });
     open = new AgentClient({ gateway: t.gw.apiUrl, token: await dir.create("edge-open"), logger: silent, version: "test" });
     pinned.start();
@@ -383,6 +386,31 @@ describe("an agent's targets file (pinning) against a gateway that names other t
     // An agent without a targets file serves what the gateway names (its own secrets aside).
     assert.equal((await get("unpinned")).status, 200);
     assert.deepEqual(seen.at(-1), ["attacker", "Bearer other-key", "/x"]);
+  });
+
+  test("the caller's token and cookies never cross the tunnel: what an agent is sent", async () => {
+    // A raw agent that records every frame the gateway sends it.
+    const ws = new WebSocket(`${t.gw.apiUrl.replace("http:", "ws:")}/api/v1/agents/tunnel`, { headers: { authorization: `Bearer ${spySecret}` } });
+    const frames: Buffer[] = [];
+    ws.on("message", (d) => {
+      const buf = d as Buffer;
+      frames.push(buf);
+      const f = decodeFrame(buf);
+      if (f.type === "OPEN") ws.send(encodeControl("OPEN_FAILED", f.stream, { code: "GH-HTTP-005", message: "spy" }));
+    });
+    await new Promise((r) => ws.once("open", r));
+    ws.send(encodeControl("HELLO", 0, { versions: [1, 1], software: "spy", capabilities: ["http"] }));
+    await waitFor(() => frames.some((b) => decodeFrame(b).type === "WELCOME"), "WELCOME");
+    const token = await t.agentToken();
+    const res = await fetch(`http://127.0.0.1:${t.gw.http!.port}/spy/x`, { headers: { authorization: `Bearer ${token}`, cookie: "session=caller-cookie", "x-gatehouse-token": token, "x-trace": "kept" } });
+    assert.equal(res.status, 502);
+    const open = frames.map((b) => decodeFrame(b)).find((f) => f.type === "OPEN") as unknown as { body: { request: { headers: Record<string, string> } } };
+    assert.equal(open.body.request.headers["x-trace"], "kept");
+    for (const h of ["authorization", "cookie", "x-gatehouse-token"]) assert.equal(open.body.request.headers[h], undefined, h);
+    const everything = Buffer.concat(frames);
+    assert.equal(everything.indexOf(token.split(".")[2]!), -1, "not even the token's signature");
+    assert.equal(everything.indexOf("caller-cookie"), -1);
+    ws.close();
   });
 });
 

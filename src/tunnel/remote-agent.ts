@@ -10,6 +10,7 @@ import type { Duplex, Readable } from "node:stream";
 import type { TunnelStream } from "./stream.ts";
 import type { Connection } from "../domain/connection.ts";
 import { GatehouseError } from "../domain/errors.ts";
+import { SENSITIVE_HEADERS } from "../protocols/http/classify.ts";
 import type { Frame } from "./frames.ts";
 import type { Mux } from "./mux.ts";
 
@@ -100,6 +101,16 @@ export class TunnelLink {
 
 }
 
+/**
+ * The caller's headers without its credentials (its Gatehouse token above all): a remote agent
+ * never sees them — it would drop them anyway, but the token must not cross the tunnel at all.
+ */
+function withoutCallerCredentials<T extends string | string[] | undefined>(headers: Record<string, T>): Record<string, T> {
+  const out: Record<string, T> = {};
+  for (const k in headers) if (!SENSITIVE_HEADERS.has(k.toLowerCase())) out[k] = headers[k]!;
+  return out;
+}
+
 /** Responses up to this size that are complete when OPENED arrives are handed over as one buffer. */
 const WHOLE_RESPONSE_BYTES = 256 << 10;
 
@@ -130,7 +141,7 @@ export class RemoteAgent implements Agent {
   }
 
   async httpRequest(connection: Connection, req: HttpForwardRequest): Promise<HttpForwardResponse> {
-    const { result, stream } = await this.#pick().exchange({ connection: connection.name, protocol: "http", target: connection.http ?? null, request: { method: req.method, target: req.target, headers: req.headers, ...(Buffer.isBuffer(req.body) ? { length: req.body.length } : req.length !== undefined ? { length: req.length } : {}) } }, req.body, this.name, `${req.method} for ${connection.name}`);
+    const { result, stream } = await this.#pick().exchange({ connection: connection.name, protocol: "http", target: connection.http ?? null, request: { method: req.method, target: req.target, headers: withoutCallerCredentials(req.headers), ...(Buffer.isBuffer(req.body) ? { length: req.body.length } : req.length !== undefined ? { length: req.length } : {}) } }, req.body, this.name, `${req.method} for ${connection.name}`);
     req.signal?.addEventListener("abort", () => stream.destroy(), { once: true });
     const length = typeof result.length === "number" && Number.isSafeInteger(result.length) && result.length >= 0 ? result.length : undefined;
     // A small response that arrived whole with its OPENED (the agent sends them in one write) is
@@ -140,7 +151,7 @@ export class RemoteAgent implements Agent {
   }
 
   async httpUpgrade(connection: Connection, req: { target: string; headers: Record<string, string | string[] | undefined> }): Promise<Duplex> {
-    const { stream } = await this.#pick().exchange({ connection: connection.name, protocol: "http-upgrade", target: connection.http ?? null, request: req }, undefined, this.name, `an upgrade for ${connection.name}`);
+    const { stream } = await this.#pick().exchange({ connection: connection.name, protocol: "http-upgrade", target: connection.http ?? null, request: { target: req.target, headers: withoutCallerCredentials(req.headers) } }, undefined, this.name, `an upgrade for ${connection.name}`);
     return stream;
   }
 
