@@ -47,6 +47,9 @@ export interface AgentClientOptions {
 /** Request bodies of a known length up to this are collected before they go to the target. */
 const WHOLE_REQUEST_BYTES = 1 << 20;
 
+/** Validated HTTP targets kept (#httpTarget). */
+const TARGET_CACHE = 256;
+
 export type AgentState = "connecting" | "connected" | "waiting";
 
 function isLoopbackHost(h: string): boolean {
@@ -75,6 +78,7 @@ export class AgentClient {
   readonly #url: string;
   readonly #secrets: SecretResolver;
   readonly #http: HttpForwarder;
+  readonly #targetCache = new Map<string, ReturnType<typeof httpTargetSchema.safeParse>>();
   readonly #git: GitMirrors;
   #mux: Mux | undefined;
   #ws: WebSocket | undefined;
@@ -196,6 +200,22 @@ export class AgentClient {
     }
   }
 
+  /**
+   * An HTTP OPEN's target, validated (httpTargetSchema). The same few targets come with every
+   * request: results are kept by the target's JSON text (a string compare instead of the schema's
+   * walk and URL parse per request), at most TARGET_CACHE entries.
+   */
+  #httpTarget(raw: unknown): ReturnType<typeof httpTargetSchema.safeParse> {
+    const key = JSON.stringify(raw) ?? "";
+    let r = this.#targetCache.get(key);
+    if (!r) {
+      r = httpTargetSchema.safeParse(raw);
+      if (this.#targetCache.size >= TARGET_CACHE) this.#targetCache.clear();
+      this.#targetCache.set(key, r);
+    }
+    return r;
+  }
+
   /** The stream an OPEN names; a gateway reusing an open stream id loses the tunnel. */
   #adopt(mux: Mux, f: Frame, halfOpen = false): TunnelStream | undefined {
     try {
@@ -285,7 +305,7 @@ export class AgentClient {
   async #openHttp(mux: Mux, f: Frame & { body: Record<string, unknown> }): Promise<void> {
     const stream = this.#adopt(mux, f, true);
     if (!stream) return;
-    const target = httpTargetSchema.safeParse(f.body.target);
+    const target = this.#httpTarget(f.body.target);
     const r = f.body.request as { method?: string; target?: string; headers?: Record<string, string | string[]>; length?: number } | undefined;
     if (!target.success || !r?.method || typeof r.target !== "string") return this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: `the gateway sent no usable HTTP target for ${String(f.body.connection)}` });
     if (this.#refuseHttp(mux, f, target.data as HttpTarget)) return;
@@ -315,7 +335,7 @@ export class AgentClient {
   async #openUpgrade(mux: Mux, f: Frame & { body: Record<string, unknown> }): Promise<void> {
     const stream = this.#adopt(mux, f);
     if (!stream) return;
-    const target = httpTargetSchema.safeParse(f.body.target);
+    const target = this.#httpTarget(f.body.target);
     const r = f.body.request as { target?: string; headers?: Record<string, string | string[]> } | undefined;
     if (!target.success || typeof r?.target !== "string") return this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: "the gateway sent no usable upgrade target" });
     if (this.#refuseHttp(mux, f, target.data as HttpTarget)) return;
@@ -333,7 +353,7 @@ export class AgentClient {
     const stream = this.#adopt(mux, f, true);
     if (!stream) return;
     const b = f.body;
-    const target = httpTargetSchema.safeParse(b.target);
+    const target = this.#httpTarget(b.target);
     if (!target.success || typeof b.repoPath !== "string" || !Array.isArray(b.updates)) return this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: "the gateway sent no usable git target" });
     if (this.#refuseHttp(mux, f, target.data as HttpTarget)) return;
     try {
