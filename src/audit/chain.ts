@@ -19,7 +19,7 @@ export type AuditRecord = AuditEventsTable;
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
 
 /** A string as a JSON literal: JSON.stringify's result, without its call for plain text. */
-function jsonString(s: string): string {
+export function jsonString(s: string): string {
   return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`;
 }
 

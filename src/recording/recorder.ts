@@ -93,6 +93,14 @@ export class SessionRecorder {
     this.#event(JSON.stringify(e), at, false);
   }
 
+  /**
+   * An event already serialized: `json` must be one JSON object with a string `type` (the
+   * caller's hot path builds it directly; event() is the general form).
+   */
+  eventJson(json: string, at = Date.now()): void {
+    this.#event(json, at, false);
+  }
+
   #bytes(kind: number, a: Buffer | string, b: Buffer | undefined, at: number): void {
     const n = (typeof a === "string" ? a.length : a.length) + (b ? b.length : 0);
     if (n === 0 || !this.#admit(FRAME_HEADER_BYTES + n, at)) return;
