@@ -260,6 +260,12 @@ describe("HTTP through a network-resident agent", () => {
       req.on("end", () => {
         seen.push({ authorization: req.headers.authorization, body: Buffer.concat(parts).toString(), url: req.url! });
         res.writeHead(200, { "content-type": "text/plain" });
+        if (req.url === "/dies-mid-body") {
+          // Part of a chunked body, then the target goes away.
+          res.write("partial");
+          setTimeout(() => req.socket.destroy(), 50);
+          return;
+        }
         res.end("x".repeat(200_000));
       });
     });
@@ -290,6 +296,17 @@ describe("HTTP through a network-resident agent", () => {
     assert.deepEqual(seen.at(-1), { authorization: "Bearer edge-api-key", body: '{"a":1}', url: "/items?x=1" });
     const many = await Promise.all(Array.from({ length: 20 }, (_, i) => fetch(`http://127.0.0.1:${t.gw.http!.port}/api/n/${i}`, { headers: { authorization: `Bearer ${token}` } }).then(async (r) => [r.status, (await r.text()).length])));
     assert.deepEqual(many, Array.from({ length: 20 }, () => [200, 200_000]));
+  });
+
+  test("a target that dies in the middle of a body: the client's connection is closed, not left waiting", async () => {
+    const res = await fetch(`http://127.0.0.1:${t.gw.http!.port}/api/dies-mid-body`, { headers: { authorization: `Bearer ${await t.agentToken()}` } });
+    assert.equal(res.status, 200, "the head had already been sent");
+    const started = Date.now();
+    await assert.rejects(res.text(), "the body is cut off, as from the target");
+    assert.ok(Date.now() - started < 5000);
+    // The gateway goes on serving.
+    const ok = await fetch(`http://127.0.0.1:${t.gw.http!.port}/api/after`, { headers: { authorization: `Bearer ${await t.agentToken()}` } });
+    assert.equal((await ok.text()).length, 200_000);
   });
 
   test("one request after another, with bodies: each arrives whole, and the agent keeps one connection to the target", async () => {

@@ -143,11 +143,16 @@ export class RemoteAgent implements Agent {
   async httpRequest(connection: Connection, req: HttpForwardRequest): Promise<HttpForwardResponse> {
     const { result, stream } = await this.#pick().exchange({ connection: connection.name, protocol: "http", target: connection.http ?? null, request: { method: req.method, target: req.target, headers: withoutCallerCredentials(req.headers), ...(Buffer.isBuffer(req.body) ? { length: req.body.length } : req.length !== undefined ? { length: req.length } : {}) } }, req.body, this.name, `${req.method} for ${connection.name}`);
     req.signal?.addEventListener("abort", () => stream.destroy(), { once: true });
+    const status = Number(result.status);
+    if (!Number.isInteger(status) || status < 100 || status > 599) {
+      stream.destroy();
+      throw new GatehouseError("HTTP_TARGET_UNAVAILABLE", `agent "${this.name}" answered ${connection.name} with no valid status (${JSON.stringify(result.status)?.slice(0, 40)})`);
+    }
     const length = typeof result.length === "number" && Number.isSafeInteger(result.length) && result.length >= 0 ? result.length : undefined;
     // A small response that arrived whole with its OPENED (the agent sends them in one write) is
     // handed over as one buffer, like the embedded agent does: the client gets it in one write.
     const whole = stream.takeWhole(WHOLE_RESPONSE_BYTES);
-    return { status: Number(result.status), headers: (result.headers ?? {}) as Record<string, string | string[]>, body: whole ?? stream, length: whole ? whole.length : length };
+    return { status, headers: (result.headers ?? {}) as Record<string, string | string[]>, body: whole ?? stream, length: whole ? whole.length : length };
   }
 
   async httpUpgrade(connection: Connection, req: { target: string; headers: Record<string, string | string[] | undefined> }): Promise<Duplex> {

@@ -107,10 +107,15 @@ function headText(req: H1Request): string {
  * The `http.exchange` recording event, built as text (once per request: JSON.stringify of the
  * object cost twice as much). Same fields, same order, as the object form.
  */
+/** A number as JSON.stringify writes it (NaN and the infinities as null). */
+function num(n: number): string {
+  return Number.isFinite(n) ? `${n}` : "null";
+}
+
 export function exchangeJson(method: string, path: string, status: number, durationMs: number, requestBytes: number, responseBytes: number, responseBytesRecorded: number | undefined, allowedBy: string | undefined): string {
-  const recorded = responseBytesRecorded === undefined ? "" : `,"responseBytesRecorded":${responseBytesRecorded}`;
+  const recorded = responseBytesRecorded === undefined ? "" : `,"responseBytesRecorded":${num(responseBytesRecorded)}`;
   const allowed = allowedBy === undefined ? "" : `,"decision":"allow","rule":${jsonString(allowedBy)}`;
-  return `{"type":"http.exchange","method":${jsonString(method)},"path":${jsonString(path)},"status":${status},"durationMs":${durationMs},"requestBytes":${requestBytes},"responseBytes":${responseBytes}${recorded}${allowed}}`;
+  return `{"type":"http.exchange","method":${jsonString(method)},"path":${jsonString(path)},"status":${num(status)},"durationMs":${num(durationMs)},"requestBytes":${num(requestBytes)},"responseBytes":${num(responseBytes)}${recorded}${allowed}}`;
 }
 
 /** Record what `res` writes to the client: heads whole, body bytes up to `limit`. */
@@ -553,11 +558,20 @@ export class HttpListener {
             void res.drain().then(() => ub.resume());
           }
         });
+        let ended = false;
         ub.once("end", () => {
+          ended = true;
           res.end();
           resolve();
         });
         ub.once("error", () => {
+          res.destroy();
+          resolve();
+        });
+        // Destroyed without an error (a tunnel stream reset by the agent, the tunnel gone): the
+        // body cannot be completed, so the client's connection is closed rather than left waiting.
+        ub.once("close", () => {
+          if (ended) return;
           res.destroy();
           resolve();
         });
