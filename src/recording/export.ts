@@ -6,13 +6,14 @@
 //    terminal protocols (SSH) will export their output bytes as "o" and input as "i" events.
 
 import type { RecordedFrame } from "./format.ts";
-import { RECORDING_FORMAT, RECORDING_VERSION } from "./format.ts";
+import { RECORDING_FORMAT } from "./format.ts";
 import type { ReplayItem } from "./postgres-replay.ts";
 import type { SessionView } from "./read.ts";
 import { renderItem } from "./render.ts";
 
 export async function* jsonLines(session: SessionView, frames: AsyncIterable<RecordedFrame>): AsyncGenerator<string> {
-  yield `${JSON.stringify({ format: RECORDING_FORMAT, version: RECORDING_VERSION, session })}\n`;
+  // Version 1: an export carries frames of kinds 1–3 only (compressed frames are expanded).
+  yield `${JSON.stringify({ format: RECORDING_FORMAT, version: 1, session })}\n`;
   for await (const f of frames) {
     if (f.kind === "event") yield `${JSON.stringify({ at: f.at, kind: "event", event: f.event })}\n`;
     else yield `${JSON.stringify({ at: f.at, kind: f.kind, data: f.data.toString("base64") })}\n`;

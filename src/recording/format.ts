@@ -108,9 +108,15 @@ function expand(payload: Buffer, off: number): Buffer {
 
 /**
  * Decode one chunk into frames, compressed frames expanded in place. A chunk that does not end on
- * a frame boundary is damaged.
+ * a frame boundary is damaged. A compressed frame is the whole chunk or nothing (the writer never
+ * makes another kind), so one chunk expands to at most MAX_CHUNK_BYTES: several bombs in a row
+ * are refused at the second.
  */
-export function decodeChunk(chunk: Buffer, inside?: number): RecordedFrame[] {
+export function decodeChunk(chunk: Buffer): RecordedFrame[] {
+  return decodeFrames(chunk, undefined);
+}
+
+function decodeFrames(chunk: Buffer, inside: number | undefined): RecordedFrame[] {
   const out: RecordedFrame[] = [];
   let off = 0;
   while (off < chunk.length) {
@@ -133,8 +139,9 @@ export function decodeChunk(chunk: Buffer, inside?: number): RecordedFrame[] {
       }
       out.push({ kind: "event", at, event });
     } else if (kind === FrameKind.compressed && inside === undefined) {
+      if (off !== 0 || end !== chunk.length) throw new RecordingFormatError(`compressed frame at byte ${off} is not the whole chunk`);
       try {
-        for (const f of decodeChunk(expand(payload, off), off)) out.push(f);
+        for (const f of decodeFrames(expand(payload, off), off)) out.push(f);
       } catch (e) {
         throw e instanceof RecordingFormatError && !e.message.startsWith("compressed") ? new RecordingFormatError(`inside the compressed frame at byte ${off}: ${e.message}`) : e;
       }

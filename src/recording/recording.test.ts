@@ -124,15 +124,18 @@ describe("compressed frames (format version 2)", () => {
     const torn = brotliCompressSync(inner.subarray(0, inner.length - 1));
     assert.throws(() => decodeChunk(Buffer.concat([frameHeader(FrameKind.compressed, 1, torn.length), torn])), /inside the compressed frame at byte 0: frame at byte/);
     // A compressed frame smuggled inside a compressed frame.
-    const nested = brotliCompressSync(packed);
-    const lead = Buffer.concat([frameHeader(FrameKind.client, 1, 1), Buffer.from("x")]);
-    assert.throws(() => decodeChunk(Buffer.concat([lead, frameHeader(FrameKind.compressed, 1, nested.length), nested])), /compressed frame inside the compressed frame at byte 14/);
+    const nested = brotliCompressSync(Buffer.concat([frameHeader(FrameKind.client, 1, 1), Buffer.from("x"), packed]));
+    assert.throws(() => decodeChunk(Buffer.concat([frameHeader(FrameKind.compressed, 1, nested.length), nested])), /compressed frame inside the compressed frame at byte 0/);
     // A bomb: a few kilobytes that would expand past the bound.
     const bomb = brotliCompressSync(Buffer.alloc(MAX_CHUNK_BYTES + 1));
     assert.ok(bomb.length < 64 << 10);
     assert.throws(() => decodeChunk(Buffer.concat([frameHeader(FrameKind.compressed, 1, bomb.length), bomb])), new RegExp(`expands past ${MAX_CHUNK_BYTES} bytes`));
-    // Trailing bytes after a good compressed frame are still checked as frames.
-    assert.throws(() => decodeChunk(Buffer.concat([packed, Buffer.from([1, 2, 3])])), /ends inside a frame header/);
+    // A compressed frame is the whole chunk: nothing before or after it, and never two in a row
+    // (each could expand to the bound: a chunk of bombs would not be bounded at all).
+    assert.throws(() => decodeChunk(Buffer.concat([packed, Buffer.from([1, 2, 3])])), /compressed frame at byte 0 is not the whole chunk/);
+    assert.throws(() => decodeChunk(Buffer.concat([packed, packed])), /compressed frame at byte 0 is not the whole chunk/);
+    const one = Buffer.concat([frameHeader(FrameKind.client, 1, 1), Buffer.from("x")]);
+    assert.throws(() => decodeChunk(Buffer.concat([one, packed])), /compressed frame at byte 14 is not the whole chunk/);
   });
 
   test("any run of frames survives compression (property)", () => {
@@ -322,6 +325,7 @@ describe("directory sink", () => {
       const plain = new DirectorySink(dir, "none");
       await plain.write([{ sessionId: SID2, seq: 0, at: 1, data: chunk }]);
       assert.ok(readFileSync(join(dir, `${SID2}.ghrec`)).includes(chunk));
+      assert.match(readFileSync(join(dir, `${SID2}.ghrec`), "latin1"), new RegExp(`^gatehouse-recording 1 ${SID2}\n`), "uncompressed: a version 1 file");
       // A file written before version 2: the same records under a version 1 header.
       const v2 = readFileSync(join(dir, `${SID2}.ghrec`));
       writeFileSync(join(dir, `${SID2}.ghrec`), Buffer.concat([Buffer.from(`gatehouse-recording 1 ${SID2}\n`), v2.subarray(v2.indexOf(0x0a) + 1)]));

@@ -156,7 +156,8 @@ export class DirectorySink implements RecordingSink {
         bySession.set(c.sessionId, parts);
         if (!this.#headed.has(c.sessionId)) {
           const exists = await stat(this.file(c.sessionId)).then(() => true, () => false);
-          if (!exists) parts.push(Buffer.from(`${RECORDING_FORMAT} ${RECORDING_VERSION} ${c.sessionId}\n`));
+          // Version 1 when nothing is compressed: older readers can read the file.
+          if (!exists) parts.push(Buffer.from(`${RECORDING_FORMAT} ${this.compression === "none" ? 1 : RECORDING_VERSION} ${c.sessionId}\n`));
         }
       }
       const h = Buffer.allocUnsafe(RECORD_HEADER);
