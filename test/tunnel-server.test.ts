@@ -329,6 +329,8 @@ describe("an agent's targets file (pinning) against a gateway that names other t
   let pinned: AgentClient;
   let open: AgentClient;
   let spySecret: string;
+  /** What both agents log (the refusals' details). */
+  const agentLog: string[] = [];
   const servers: Array<import("node:http").Server> = [];
   /** What each server received: its name, the Authorization header, the path. */
   const seen: Array<[string, string | undefined, string]> = [];
@@ -365,8 +367,14 @@ describe("an agent's targets file (pinning) against a gateway that names other t
     const dir = new AgentDirectory(t.gw.store);
     const targets = TargetPins.parse(`targets:\n  - http: ${service}\n    credentials: [env:GH_TEST_PIN_KEY]\n`);
     spySecret = await dir.create("edge-spy");
-    pinned = new AgentClient({ gateway: t.gw.apiUrl, token: await dir.create("edge-pinned"), logger: silent, version: "test", targets });
-    open = new AgentClient({ gateway: t.gw.apiUrl, token: await dir.create("edge-open"), logger: silent, version: "test" });
+    const { PassThrough } = await import("node:stream");
+    const logTo = (sink: string[]) => {
+      const out = new PassThrough();
+      out.on("data", (b: Buffer) => sink.push(b.toString()));
+      return createLogger("warn", out);
+    };
+    pinned = new AgentClient({ gateway: t.gw.apiUrl, token: await dir.create("edge-pinned"), logger: logTo(agentLog), version: "test", targets });
+    open = new AgentClient({ gateway: t.gw.apiUrl, token: await dir.create("edge-open"), logger: logTo(agentLog), version: "test" });
     pinned.start();
     open.start();
     await waitFor(() => pinned.state === "connected" && open.state === "connected", "the agents");
@@ -397,7 +405,11 @@ describe("an agent's targets file (pinning) against a gateway that names other t
       assert.equal(r.type, "application/problem+json");
       const problem = JSON.parse(r.body) as { code: string; detail: string };
       assert.equal(problem.code, "GH-AGENT-007");
-      assert.match(problem.detail, why);
+      // The caller learns that the agent refused, not the internal address or credential names.
+      assert.match(problem.detail, new RegExp(`connection ${connection}: refused by the agent \\(the agent's log names the target or credential\\)$`));
+      assert.doesNotMatch(problem.detail, /127\.0\.0\.1|env:/);
+      // The agent's log says exactly what was refused.
+      await waitFor(() => agentLog.some((l) => why.test(l)), `the agent to log why ${connection} was refused`);
     }
     assert.equal(seen.length, 1, "neither server saw another request");
     // An agent without a targets file serves what the gateway names (its own secrets aside).

@@ -50,6 +50,12 @@ const WHOLE_REQUEST_BYTES = 1 << 20;
 /** Validated HTTP targets kept (#httpTarget). */
 const TARGET_CACHE = 256;
 
+/** An HTTP OPEN's target as validated, and (once checked) whether this agent refuses it. */
+interface HttpTargetEntry {
+  parsed: ReturnType<typeof httpTargetSchema.safeParse>;
+  refusal: GatehouseError | null | undefined;
+}
+
 export type AgentState = "connecting" | "connected" | "waiting";
 
 function isLoopbackHost(h: string): boolean {
@@ -78,7 +84,7 @@ export class AgentClient {
   readonly #url: string;
   readonly #secrets: SecretResolver;
   readonly #http: HttpForwarder;
-  readonly #targetCache = new Map<string, ReturnType<typeof httpTargetSchema.safeParse>>();
+  readonly #targetCache = new Map<string, HttpTargetEntry>();
   readonly #git: GitMirrors;
   #mux: Mux | undefined;
   #ws: WebSocket | undefined;
@@ -205,11 +211,11 @@ export class AgentClient {
    * request: results are kept by the target's JSON text (a string compare instead of the schema's
    * walk and URL parse per request), at most TARGET_CACHE entries.
    */
-  #httpTarget(raw: unknown): ReturnType<typeof httpTargetSchema.safeParse> {
+  #httpTarget(raw: unknown): HttpTargetEntry {
     const key = JSON.stringify(raw) ?? "";
     let r = this.#targetCache.get(key);
     if (!r) {
-      r = httpTargetSchema.safeParse(raw);
+      r = { parsed: httpTargetSchema.safeParse(raw), refusal: undefined };
       if (this.#targetCache.size >= TARGET_CACHE) this.#targetCache.clear();
       this.#targetCache.set(key, r);
     }
@@ -237,7 +243,7 @@ export class AgentClient {
     const target = postgresTargetSchema.safeParse(b.target);
     if (!target.success) return fail(`the gateway sent no usable target for ${String(b.connection)}`);
     const refused = this.#refusedPostgres(String(b.connection), target.data);
-    if (refused) return this.#failOpen(mux, f.stream, { code: refused.code, message: refused.detail, sqlstate: refused.def.sqlstate, connection: b.connection });
+    if (refused) return this.#failOpen(mux, f.stream, { code: refused.code, message: this.#refusalMessage(String(b.connection), refused), sqlstate: refused.def.sqlstate, connection: b.connection });
     const clientParameters = b.clientParameters && typeof b.clientParameters === "object" ? (b.clientParameters as Record<string, string>) : {};
     let t: Awaited<ReturnType<typeof openPostgresTarget>>;
     try {
@@ -305,10 +311,11 @@ export class AgentClient {
   async #openHttp(mux: Mux, f: Frame & { body: Record<string, unknown> }): Promise<void> {
     const stream = this.#adopt(mux, f, true);
     if (!stream) return;
-    const target = this.#httpTarget(f.body.target);
+    const entry = this.#httpTarget(f.body.target);
+    const target = entry.parsed;
     const r = f.body.request as { method?: string; target?: string; headers?: Record<string, string | string[]>; length?: number } | undefined;
     if (!target.success || !r?.method || typeof r.target !== "string") return this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: `the gateway sent no usable HTTP target for ${String(f.body.connection)}` });
-    if (this.#refuseHttp(mux, f, target.data as HttpTarget)) return;
+    if (this.#refuseHttp(mux, f, entry)) return;
     try {
       const length = typeof r.length === "number" && Number.isSafeInteger(r.length) && r.length >= 0 ? r.length : undefined;
       // A body of known, small length (the gateway read it whole to judge it: nearly every
@@ -335,10 +342,11 @@ export class AgentClient {
   async #openUpgrade(mux: Mux, f: Frame & { body: Record<string, unknown> }): Promise<void> {
     const stream = this.#adopt(mux, f);
     if (!stream) return;
-    const target = this.#httpTarget(f.body.target);
+    const entry = this.#httpTarget(f.body.target);
+    const target = entry.parsed;
     const r = f.body.request as { target?: string; headers?: Record<string, string | string[]> } | undefined;
     if (!target.success || typeof r?.target !== "string") return this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: "the gateway sent no usable upgrade target" });
-    if (this.#refuseHttp(mux, f, target.data as HttpTarget)) return;
+    if (this.#refuseHttp(mux, f, entry)) return;
     try {
       const socket = await this.#http.upgrade(String(f.body.connection), target.data as HttpTarget, { target: r.target, headers: r.headers ?? {} });
       this.#served++;
@@ -353,9 +361,10 @@ export class AgentClient {
     const stream = this.#adopt(mux, f, true);
     if (!stream) return;
     const b = f.body;
-    const target = this.#httpTarget(b.target);
+    const entry = this.#httpTarget(b.target);
+    const target = entry.parsed;
     if (!target.success || typeof b.repoPath !== "string" || !Array.isArray(b.updates)) return this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: "the gateway sent no usable git target" });
-    if (this.#refuseHttp(mux, f, target.data as HttpTarget)) return;
+    if (this.#refuseHttp(mux, f, entry)) return;
     try {
       const body = await this.#collect(stream);
       const updates = (b.updates as GitRefUpdate[]).map((u) => ({ ...u, fastForward: undefined as boolean | undefined }));
@@ -382,17 +391,36 @@ export class AgentClient {
     }
   }
 
-  /** The HTTP counterpart of #refusedPostgres: answers the OPEN with OPEN_FAILED and returns true when refused. */
-  #refuseHttp(mux: Mux, f: Frame & { body: Record<string, unknown> }, t: HttpTarget): boolean {
-    try {
-      checkOwnSecrets(String(f.body.connection), [t.auth?.secret, t.ca]);
-      this.#o.targets?.checkHttp(String(f.body.connection), t);
-      return false;
-    } catch (e) {
-      if (!(e instanceof GatehouseError)) throw e;
-      this.#failOpen(mux, f.stream, { code: e.code, message: e.detail, connection: f.body.connection });
-      return true;
+  /**
+   * The HTTP counterpart of #refusedPostgres: answers the OPEN with OPEN_FAILED and returns true
+   * when refused. The verdict is kept with the validated target (targets and pins do not change
+   * while the agent runs), so pinning costs no URL parse per request.
+   */
+  #refuseHttp(mux: Mux, f: Frame & { body: Record<string, unknown> }, entry: HttpTargetEntry): boolean {
+    const connection = String(f.body.connection);
+    if (entry.refusal === undefined) {
+      entry.refusal = null;
+      try {
+        const t = entry.parsed.data as HttpTarget;
+        checkOwnSecrets(connection, [t.auth?.secret, t.ca]);
+        this.#o.targets?.checkHttp(connection, t);
+      } catch (e) {
+        if (!(e instanceof GatehouseError)) throw e;
+        entry.refusal = e;
+      }
     }
+    if (!entry.refusal) return false;
+    this.#failOpen(mux, f.stream, { code: entry.refusal.code, message: this.#refusalMessage(connection, entry.refusal), connection });
+    return true;
+  }
+
+  /**
+   * What the gateway (and through it the caller) is told of a refusal: that it happened and where
+   * to look. The target's address and the credential's name stay in this agent's log.
+   */
+  #refusalMessage(connection: string, e: GatehouseError): string {
+    this.#o.logger.warn({ connection, err: e.detail }, "refused a target or credential this agent does not serve");
+    return `connection ${connection}: refused by the agent (the agent's log names the target or credential)`;
   }
 
   async #cancel(b: Record<string, unknown>): Promise<void> {

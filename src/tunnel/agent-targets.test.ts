@@ -55,6 +55,12 @@ describe("agent targets file", () => {
     refusal(() => pins.checkHttp("ci", { url: "https://ci.internal/api", auth: { type: "bearer", secret: "env:PG_PROD" } }), /env:PG_PROD is not listed for https:\/\/ci\.internal:443/);
   });
 
+  test("a CA given as text for a pinned target is refused (it would let its author stand in for the host)", () => {
+    refusal(() => pins.checkHttp("ci", { url: "https://ci.internal/", auth: { type: "bearer", secret: "env:CI_TOKEN" }, ca: "-----BEGIN CERTIFICATE-----\nMIIB…" }), /a CA for https:\/\/ci\.internal:443 given as text/);
+    refusal(() => pins.checkPostgres("prod", { host: "db.internal", port: 5433, password: "env:PG_PROD", ca: "-----BEGIN CERTIFICATE-----" }), /a CA for db\.internal:5433 given as text/);
+    pins.checkPostgres("prod", { host: "db.internal", port: 5433, password: "env:PG_PROD", ca: "file:/etc/pg/ca.pem" });
+  });
+
   test("HTTP: scheme, host and port (the default one made explicit) must match; the path is free", () => {
     pins.checkHttp("ci", { url: "https://ci.internal/job/build", auth: { type: "bearer", secret: "env:CI_TOKEN" } });
     pins.checkHttp("ci", { url: "https://ci.internal:443", auth: { type: "header", header: "X-Key", secret: "env:CI_TOKEN" } });
@@ -90,7 +96,10 @@ describe("agent targets file", () => {
   test("the agent's own secrets are never a target's credential, with or without a file", () => {
     refusal(() => checkOwnSecrets("x", [undefined, "env:GATEHOUSE_AGENT_TOKEN"]), /the credential env:GATEHOUSE_AGENT_TOKEN is the agent's own secret/);
     refusal(() => checkOwnSecrets("x", ["env:GATEHOUSE_AGENT_CLIENT_SECRET"]), /own secret/);
-    checkOwnSecrets("x", ["env:PG_PROD", undefined, "literal"]);
+    checkOwnSecrets("x", ["env:PG_PROD", undefined, "literal", "file:/etc/pg/password", "file:/procfile"]);
+    // Process and system files hold the agent's environment and arguments, whatever the names.
+    for (const ref of ["file:/proc/self/environ", "file:/proc/1/cmdline", "file:/dev/fd/0", "file:/sys/x", "file:/etc/../proc/self/environ", "file:/proc"]) refusal(() => checkOwnSecrets("x", [ref]), /is a process or system file/);
+    configError("targets:\n  - http: https://ci.internal\n    credentials: [file:/proc/self/environ]\n", /a process or system file cannot be a target's credential/);
     configError("targets:\n  - http: https://ci.internal\n    credentials: [env:GATEHOUSE_AGENT_TOKEN]\n", /the agent's own secret cannot be a target's credential/);
   });
 

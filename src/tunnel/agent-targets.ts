@@ -4,8 +4,9 @@
 // point the agent at a host it controls and have it send any credential the agent can resolve —
 // an HTTP bearer token or a PostgreSQL password (md5/cleartext) — or read any `file:` it can read.
 // With a targets file (`gatehouse agent --targets FILE`) the agent opens only the targets listed
-// and resolves a reference only for a target whose entry lists it. Without one, it still never
-// resolves its own secrets (the tunnel token, the OIDC client secret) for a target.
+// and resolves a reference only for a target whose entry lists it. Without one, it still refuses
+// its own secrets by name (the tunnel token, the OIDC client secret) and process and system files
+// (/proc/self/environ holds them all) — but only the file pins everything else.
 //
 // The file (YAML or JSON):
 //
@@ -21,6 +22,7 @@
 // Never: resolve a reference, or open a socket, before the check passed.
 
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { isSecretReference } from "../agent/secrets.ts";
@@ -30,10 +32,14 @@ import { GatehouseError } from "../domain/errors.ts";
 /** The agent's own secrets: never a target's credential, whatever a gateway or a file says. */
 export const AGENT_OWN_SECRETS: readonly string[] = ["env:GATEHOUSE_AGENT_TOKEN", "env:GATEHOUSE_AGENT_CLIENT_SECRET"];
 
+/** Process and system files: `/proc/self/environ` holds the agent's own secrets, whatever their names. */
+const SYSTEM_DIRS = ["/proc", "/sys", "/dev"];
+
 const reference = z
   .string()
   .refine((r) => isSecretReference(r), "a credential reference: env:NAME or file:/path")
-  .refine((r) => !AGENT_OWN_SECRETS.includes(r), "the agent's own secret cannot be a target's credential");
+  .refine((r) => !AGENT_OWN_SECRETS.includes(r), "the agent's own secret cannot be a target's credential")
+  .refine((r) => !r.startsWith("file:") || !SYSTEM_DIRS.some((d) => resolve(r.slice(5)).startsWith(`${d}/`)), "a process or system file cannot be a target's credential");
 
 const entrySchema = z.union([
   z.object({ postgres: z.string().min(1), credentials: z.array(reference).default([]) }).strict(),
@@ -137,19 +143,22 @@ export class TargetPins {
   /** Throws GH-AGENT-007 unless this PostgreSQL target, with its password and CA references, is allowed. */
   checkPostgres(connection: string, t: Pick<PostgresTarget, "host" | "port" | "password" | "ca">): void {
     const host = t.host.includes(":") && !t.host.startsWith("[") ? `[${t.host}]` : t.host;
-    this.#check(connection, postgresKey(t.host, t.port), `${host}:${t.port}`, [t.password, t.ca]);
+    this.#check(connection, postgresKey(t.host, t.port), `${host}:${t.port}`, [t.password, t.ca], t.ca);
   }
 
   /** Throws GH-AGENT-007 unless this HTTP target's origin, with its secret and CA references, is allowed. */
   checkHttp(connection: string, t: Pick<HttpTarget, "url" | "auth" | "ca">): void {
     const key = httpKey(t.url);
     if (!key) throw refused(connection, `${JSON.stringify(t.url)} is not an http(s) URL`);
-    this.#check(connection, key, key.slice(5), [t.auth?.secret, t.ca]);
+    this.#check(connection, key, key.slice(5), [t.auth?.secret, t.ca], t.ca);
   }
 
-  #check(connection: string, key: string, shown: string, refs: Array<string | undefined>): void {
+  #check(connection: string, key: string, shown: string, refs: Array<string | undefined>, ca: string | undefined): void {
     const pin = this.#pins.get(key);
     if (!pin) throw refused(connection, `${shown} is not in the agent's targets file`);
+    // A CA given as text would let whoever wrote it stand in for the pinned host: only a reference
+    // the entry lists will do.
+    if (ca !== undefined && !isSecretReference(ca)) throw refused(connection, `a CA for ${shown} given as text, not as a reference listed in the agent's targets file`);
     for (const r of refs) {
       if (r === undefined || !isSecretReference(r)) continue;
       if (!pin.credentials.has(r)) throw refused(connection, `the credential ${describeRef(r)} is not listed for ${shown} in the agent's targets file`);
@@ -167,9 +176,18 @@ function refused(connection: string, why: string): GatehouseError {
 }
 
 /**
- * Without a targets file: the agent's own secrets are still never sent to a target. Throws
- * GH-AGENT-007 if a reference names one.
+ * With or without a targets file: the agent's own secrets (its tunnel token and OIDC client
+ * secret by name, and process and system files, which hold its environment and command line) are
+ * never a target's credential. Throws GH-AGENT-007 if a reference names one. Only a targets file
+ * pins the rest.
  */
 export function checkOwnSecrets(connection: string, refs: Array<string | undefined>): void {
-  for (const r of refs) if (r !== undefined && AGENT_OWN_SECRETS.includes(r)) throw refused(connection, `the credential ${r} is the agent's own secret, never a target's`);
+  for (const r of refs) {
+    if (r === undefined) continue;
+    if (AGENT_OWN_SECRETS.includes(r)) throw refused(connection, `the credential ${r} is the agent's own secret, never a target's`);
+    if (r.startsWith("file:")) {
+      const path = resolve(r.slice(5));
+      if (SYSTEM_DIRS.some((d) => path === d || path.startsWith(`${d}/`))) throw refused(connection, `the credential ${describeRef(r)} is a process or system file (${SYSTEM_DIRS.join(", ")}), never a target's`);
+    }
+  }
 }
