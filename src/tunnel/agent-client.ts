@@ -185,6 +185,8 @@ export class AgentClient {
     switch (f.type) {
       case "WELCOME":
         this.#attempt = 0;
+        // The gateway's flow-control window for every stream (both ends must agree).
+        if (typeof f.body.window === "number") mux.setWindow(f.body.window);
         this.connections = Array.isArray(f.body.connections) ? (f.body.connections as string[]) : [];
         this.#o.logger.info({ gateway: this.#url, agent: f.body.agent, version: f.body.version, connections: this.connections }, "connected to the gateway");
         this.#set("connected");

@@ -85,6 +85,15 @@ export class Mux implements StreamSink {
     this.send(encodeControl(type, stream, body));
   }
 
+  /**
+   * The flow-control window for streams opened from now on. Both ends must use the same one: a
+   * receiver returns credit in quarters of its own window, so a sender with a window under a
+   * quarter of it would wait for credit that never comes. The agent takes the gateway's (WELCOME).
+   */
+  setWindow(bytes: number): void {
+    if (Number.isSafeInteger(bytes) && bytes >= 4096 && bytes <= 1 << 30) this.#o.window = bytes;
+  }
+
   /** Gateway side: a new stream id (odd) and its stream, registered before OPEN is sent. */
   newStream(halfOpen = false): TunnelStream {
     const id = this.#nextId;

@@ -68,7 +68,7 @@ describe("frames", () => {
 });
 
 /** Two Muxes joined by a real WebSocket on loopback. */
-async function pair(window = 64 * 1024): Promise<{ gw: Mux; agent: Mux; raw: { gw: WebSocket; agent: WebSocket }; close(): Promise<void> }> {
+async function pair(window = 64 * 1024, agentWindow = window): Promise<{ gw: Mux; agent: Mux; raw: { gw: WebSocket; agent: WebSocket }; close(): Promise<void> }> {
   const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
   await once(wss, "listening");
   const port = (wss.address() as { port: number }).port;
@@ -78,7 +78,7 @@ async function pair(window = 64 * 1024): Promise<{ gw: Mux; agent: Mux; raw: { g
   const [server] = await accepted;
   const control = () => {};
   const gw = new Mux(server, { window, heartbeatMs: 60_000, onControl: control });
-  const agent = new Mux(client, { window, heartbeatMs: 60_000, onControl: control });
+  const agent = new Mux(client, { window: agentWindow, heartbeatMs: 60_000, onControl: control });
   return {
     gw,
     agent,
@@ -246,6 +246,28 @@ describe("streams over a real WebSocket", () => {
     p.agent.send(encodeData(a.id, Buffer.from("late")));
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(p.gw.streams.has(g.id), false);
+  });
+});
+
+describe("windows", () => {
+  test("an agent that takes the gateway's window moves bulk data both ways with a smaller window than its own default", async () => {
+    const p = await pair(64 * 1024, 1 << 20);
+    try {
+      // The agent side starts with a 1 MiB default, as AgentClient does, then takes WELCOME's.
+      p.agent.setWindow(64 * 1024);
+      const [g, a] = await twin(p);
+      const big = Buffer.alloc(1 << 20, 5);
+      let gotA = 0;
+      let gotG = 0;
+      a.on("data", (b: Buffer) => (gotA += b.length));
+      g.on("data", (b: Buffer) => (gotG += b.length));
+      g.write(big);
+      a.write(big);
+      await waitUntil(() => gotA === big.length && gotG === big.length, 10_000);
+      g.destroy();
+    } finally {
+      await p.close();
+    }
   });
 });
 
