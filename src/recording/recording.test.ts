@@ -318,7 +318,12 @@ describe("directory sink", () => {
         return out;
       };
       const packed = new DirectorySink(dir);
-      await packed.write([{ sessionId: SID, seq: 0, at: 1, data: chunk }]);
+      // A batch of several chunks of several sessions (compressed two at a time): each session's
+      // chunks land in order.
+      const SID3 = "00000000-0000-4000-8000-000000000003";
+      const parts = [exchangeChunk(10), exchangeChunk(20), exchangeChunk(30)];
+      await packed.write(parts.flatMap((data, seq) => [{ sessionId: SID3, seq, at: 1, data }, { sessionId: SID, seq, at: 1, data: chunk }]).filter((c) => c.sessionId === SID3 || c.seq === 0));
+      assert.deepEqual(await frames(packed, SID3), parts.flatMap((c) => decodeChunk(c)));
       assert.ok(readFileSync(join(dir, `${SID}.ghrec`)).length < chunk.length / 5);
       assert.deepEqual(await frames(packed, SID), decodeChunk(chunk));
       const SID2 = "00000000-0000-4000-8000-000000000002";

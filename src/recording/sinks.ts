@@ -50,11 +50,22 @@ export type ChunkOffload = (batch: ChunkWrite[], compress: boolean) => Promise<v
 
 export type Compression = "brotli" | "none";
 
+/** Compressions in flight at once: libuv's pool (4 threads) also serves DNS and file I/O. */
+const COMPRESS_CONCURRENCY = 2;
+
 /** The batch as stored: compressed on libuv's pool (off the event loop), or as it is. */
 async function stored(batch: ChunkWrite[], compression: Compression): Promise<ChunkWrite[]> {
   if (compression === "none") return batch;
-  const data = await Promise.all(batch.map((c) => compressChunkAsync(c.data)));
-  return batch.map((c, i) => ({ sessionId: c.sessionId, seq: c.seq, at: c.at, data: data[i]! }));
+  const out = new Array<ChunkWrite>(batch.length);
+  let next = 0;
+  const lane = async () => {
+    for (let i = next++; i < batch.length; i = next++) {
+      const c = batch[i]!;
+      out[i] = { sessionId: c.sessionId, seq: c.seq, at: c.at, data: await compressChunkAsync(c.data) };
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(COMPRESS_CONCURRENCY, batch.length) }, lane));
+  return out;
 }
 
 export class StoreSink implements RecordingSink {
