@@ -210,11 +210,12 @@ export class AgentClient {
 
   /**
    * An HTTP OPEN's target, validated (httpTargetSchema). The same few targets come with every
-   * request: results are kept by the target's JSON text (a string compare instead of the schema's
+   * request: results are kept by connection and the target's JSON text (a string compare instead of the schema's
    * walk and URL parse per request), at most TARGET_CACHE entries.
    */
-  #httpTarget(raw: unknown): HttpTargetEntry {
-    const key = JSON.stringify(raw) ?? "";
+  #httpTarget(connection: unknown, raw: unknown): HttpTargetEntry {
+    // Per connection too: a refusal names the connection it was for.
+    const key = `${String(connection)}\u0000${JSON.stringify(raw) ?? ""}`;
     let r = this.#targetCache.get(key);
     if (!r) {
       r = { parsed: httpTargetSchema.safeParse(raw), refusal: undefined };
@@ -313,7 +314,7 @@ export class AgentClient {
   async #openHttp(mux: Mux, f: Frame & { body: Record<string, unknown> }): Promise<void> {
     const stream = this.#adopt(mux, f, true);
     if (!stream) return;
-    const entry = this.#httpTarget(f.body.target);
+    const entry = this.#httpTarget(f.body.connection, f.body.target);
     const target = entry.parsed;
     const r = f.body.request as { method?: string; target?: string; headers?: Record<string, string | string[]>; length?: number } | undefined;
     if (!target.success || !r?.method || typeof r.target !== "string") return this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: `the gateway sent no usable HTTP target for ${String(f.body.connection)}` });
@@ -344,7 +345,7 @@ export class AgentClient {
   async #openUpgrade(mux: Mux, f: Frame & { body: Record<string, unknown> }): Promise<void> {
     const stream = this.#adopt(mux, f);
     if (!stream) return;
-    const entry = this.#httpTarget(f.body.target);
+    const entry = this.#httpTarget(f.body.connection, f.body.target);
     const target = entry.parsed;
     const r = f.body.request as { target?: string; headers?: Record<string, string | string[]> } | undefined;
     if (!target.success || typeof r?.target !== "string") return this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: "the gateway sent no usable upgrade target" });
@@ -363,7 +364,7 @@ export class AgentClient {
     const stream = this.#adopt(mux, f, true);
     if (!stream) return;
     const b = f.body;
-    const entry = this.#httpTarget(b.target);
+    const entry = this.#httpTarget(b.connection, b.target);
     const target = entry.parsed;
     if (!target.success || typeof b.repoPath !== "string" || !Array.isArray(b.updates)) return this.#failOpen(mux, f.stream, { code: "GH-HTTP-005", message: "the gateway sent no usable git target" });
     if (this.#refuseHttp(mux, f, entry)) return;
