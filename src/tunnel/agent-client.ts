@@ -383,7 +383,7 @@ export class AgentClient {
    * GH-AGENT-007 when this agent may not open the PostgreSQL target: not in its targets file, a
    * credential not listed for it, or the agent's own secret. Checked before anything is resolved.
    */
-  #refusedPostgres(connection: string, t: { host: string; port: number; password?: string | undefined; ca?: string | undefined }): GatehouseError | undefined {
+  #refusedPostgres(connection: string, t: { host: string; port: number; password?: string | undefined; ca?: string | undefined; tls?: "disable" | "prefer" | "require" | "verify-full" }): GatehouseError | undefined {
     try {
       checkOwnSecrets(connection, [t.password, t.ca]);
       this.#o.targets?.checkPostgres(connection, t);

@@ -55,6 +55,19 @@ describe("agent targets file", () => {
     refusal(() => pins.checkHttp("ci", { url: "https://ci.internal/api", auth: { type: "bearer", secret: "env:PG_PROD" } }), /env:PG_PROD is not listed for https:\/\/ci\.internal:443/);
   });
 
+  test("a TLS floor per PostgreSQL target: a weaker mode is refused, the strongest of repeated entries holds", () => {
+    const tls = TargetPins.parse("targets:\n  - postgres: db:5432\n    tls: require\n  - postgres: db\n    tls: verify-full\n  - postgres: other\n    tls: require\n");
+    tls.checkPostgres("p", { host: "db", port: 5432, tls: "verify-full" });
+    refusal(() => tls.checkPostgres("p", { host: "db", port: 5432, tls: "require" }), /TLS require to db:5432, where the agent's targets file requires at least verify-full/);
+    tls.checkPostgres("o", { host: "other", port: 5432, tls: "require" });
+    refusal(() => tls.checkPostgres("o", { host: "other", port: 5432, tls: "prefer" }), /TLS prefer to other:5432/);
+    refusal(() => tls.checkPostgres("o", { host: "other", port: 5432, tls: "disable" }), /TLS disable/);
+    refusal(() => tls.checkPostgres("o", { host: "other", port: 5432 }), /TLS prefer/);
+    pins.checkPostgres("reports", { host: "reports.internal", port: 5432, tls: "disable", password: "env:PG_REPORTS" });
+    configError("targets:\n  - postgres: db\n    tls: prefer\n", /targets\.0\.tls: /);
+    configError("targets:\n  - http: https://ci.internal\n    tls: require\n", /targets\.0\.tls: tls: is for postgres entries/);
+  });
+
   test("a CA given as text for a pinned target is refused (it would let its author stand in for the host)", () => {
     refusal(() => pins.checkHttp("ci", { url: "https://ci.internal/", auth: { type: "bearer", secret: "env:CI_TOKEN" }, ca: "-----BEGIN CERTIFICATE-----\nMIIB…" }), /a CA for https:\/\/ci\.internal:443 given as text/);
     refusal(() => pins.checkPostgres("prod", { host: "db.internal", port: 5433, password: "env:PG_PROD", ca: "-----BEGIN CERTIFICATE-----" }), /a CA for db\.internal:5433 given as text/);
@@ -111,7 +124,8 @@ describe("agent targets file", () => {
     configError("targets:\n  - postgres: db/name\n", /postgres is host\[:port\]/);
     configError("targets:\n  - http: https://ci.internal/api\n", /http is an origin \(scheme:\/\/host\[:port\]\) without a path/);
     configError("targets:\n  - http: ftp://ci.internal\n", /http is an http:\/\/ or https:\/\/ origin/);
-    configError("targets:\n  - http: https://ci.internal\n    postgres: db\n", /targets/);
+    configError("targets:\n  - http: https://ci.internal\n    postgres: db\n", /targets\.0: give exactly one of postgres: or http:/);
+    configError("targets:\n  - credentials: [env:X]\n", /targets\.0: give exactly one of postgres: or http:/);
     configError("targets:\n  - http: https://ci.internal\n    credentials: [hunter2]\n", /a credential reference: env:NAME or file:\/path/);
     configError("targets:\n  - http: https://ci.internal\n    secret: env:X\n", /targets/);
     configError("targets: [\n", /GH-CONFIG-003|t\.yaml/);

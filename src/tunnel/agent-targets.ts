@@ -13,6 +13,7 @@
 //   targets:
 //     - postgres: db.internal:5432            # host[:port] (5432 by default), as the agent sees it
 //       credentials: [env:PG_PASSWORD]        # references usable with this target (password, ca)
+//       tls: verify-full                      # optional: the least TLS it may be opened with
 //     - http: https://ci.internal:8443        # an origin: scheme://host[:port]
 //       credentials: [env:CI_TOKEN, file:/etc/ci/ca.pem]
 //
@@ -41,10 +42,18 @@ const reference = z
   .refine((r) => !AGENT_OWN_SECRETS.includes(r), "the agent's own secret cannot be a target's credential")
   .refine((r) => !r.startsWith("file:") || !SYSTEM_DIRS.some((d) => resolve(r.slice(5)).startsWith(`${d}/`)), "a process or system file cannot be a target's credential");
 
-const entrySchema = z.union([
-  z.object({ postgres: z.string().min(1), credentials: z.array(reference).default([]) }).strict(),
-  z.object({ http: z.string().min(1), credentials: z.array(reference).default([]) }).strict(),
-]);
+const entrySchema = z
+  .object({
+    postgres: z.string().min(1).optional(),
+    http: z.string().min(1).optional(),
+    credentials: z.array(reference).default([]),
+    tls: z.enum(["require", "verify-full"]).optional(),
+  })
+  .strict()
+  .superRefine((e, ctx) => {
+    if ((e.postgres === undefined) === (e.http === undefined)) ctx.addIssue({ code: "custom", message: "give exactly one of postgres: or http:" });
+    if (e.tls !== undefined && e.postgres === undefined) ctx.addIssue({ code: "custom", path: ["tls"], message: "tls: is for postgres entries (an http entry's scheme says whether it is https)" });
+  });
 
 const fileSchema = z.object({ targets: z.array(entrySchema).min(1, "list at least one target") }).strict();
 
@@ -52,7 +61,12 @@ interface Pin {
   /** `postgres host:port` or `http(s) origin`, lower case: the key a target is looked up by. */
   key: string;
   credentials: ReadonlySet<string>;
+  /** PostgreSQL: the least TLS the target may be opened with (`tls:` in the entry). */
+  tls?: "require" | "verify-full";
 }
+
+/** PostgreSQL TLS modes, weakest first. */
+const TLS_RANK = { disable: 0, prefer: 1, require: 2, "verify-full": 3 } as const;
 
 /** `[::1]` → `::1`; lower case. */
 function normalHost(h: string): string {
@@ -97,18 +111,20 @@ export class TargetPins {
     for (const [i, e] of entries.entries()) {
       const bad = (what: string) => new GatehouseError("CONFIG_INVALID", `${file}: targets[${i}]: ${what}`);
       let key: string | undefined;
-      if ("postgres" in e) {
+      if (e.postgres !== undefined) {
         key = parsePostgres(e.postgres);
         if (!key) throw bad(`postgres is host[:port], got ${JSON.stringify(e.postgres)}`);
       } else {
-        key = httpKey(e.http);
-        if (!key) throw bad(`http is an http:// or https:// origin, got ${JSON.stringify(e.http)}`);
-        const url = new URL(e.http);
-        if (url.pathname !== "/" || url.search || url.hash || url.username || url.password) throw bad(`http is an origin (scheme://host[:port]) without a path, query or user: got ${JSON.stringify(e.http)}`);
+        const http = e.http!;
+        key = httpKey(http);
+        if (!key) throw bad(`http is an http:// or https:// origin, got ${JSON.stringify(http)}`);
+        const url = new URL(http);
+        if (url.pathname !== "/" || url.search || url.hash || url.username || url.password) throw bad(`http is an origin (scheme://host[:port]) without a path, query or user: got ${JSON.stringify(http)}`);
       }
       const prior = this.#pins.get(key);
-      // The same target listed twice: its credentials are the union.
-      this.#pins.set(key, { key, credentials: new Set([...(prior?.credentials ?? []), ...e.credentials]) });
+      // Listed twice: the credentials are the union, the TLS floor the stronger one.
+      const tls = [prior?.tls, e.tls].filter((x) => x !== undefined).sort((a, b) => TLS_RANK[b!] - TLS_RANK[a!])[0];
+      this.#pins.set(key, { key, credentials: new Set([...(prior?.credentials ?? []), ...e.credentials]), ...(tls ? { tls } : {}) });
     }
   }
 
@@ -141,9 +157,12 @@ export class TargetPins {
   }
 
   /** Throws GH-AGENT-007 unless this PostgreSQL target, with its password and CA references, is allowed. */
-  checkPostgres(connection: string, t: Pick<PostgresTarget, "host" | "port" | "password" | "ca">): void {
+  checkPostgres(connection: string, t: Pick<PostgresTarget, "host" | "port" | "password" | "ca"> & { tls?: PostgresTarget["tls"] }): void {
     const host = t.host.includes(":") && !t.host.startsWith("[") ? `[${t.host}]` : t.host;
-    this.#check(connection, postgresKey(t.host, t.port), `${host}:${t.port}`, [t.password, t.ca], t.ca);
+    const key = postgresKey(t.host, t.port);
+    this.#check(connection, key, `${host}:${t.port}`, [t.password, t.ca], t.ca);
+    const floor = this.#pins.get(key)?.tls;
+    if (floor && TLS_RANK[t.tls ?? "prefer"] < TLS_RANK[floor]) throw refused(connection, `TLS ${t.tls ?? "prefer"} to ${host}:${t.port}, where the agent's targets file requires at least ${floor}`);
   }
 
   /** Throws GH-AGENT-007 unless this HTTP target's origin, with its secret and CA references, is allowed. */
