@@ -117,16 +117,18 @@ export function decodeChunk(chunk: Buffer): RecordedFrame[] {
 }
 
 function decodeFrames(chunk: Buffer, inside: number | undefined): RecordedFrame[] {
+  /** Damage, located: inside a compressed frame, offsets are those of the expanded bytes. */
+  const damaged = (what: string) => new RecordingFormatError(inside === undefined ? what : `inside the compressed frame at byte ${inside}: ${what}`);
   const out: RecordedFrame[] = [];
   let off = 0;
   while (off < chunk.length) {
-    if (chunk.length - off < FRAME_HEADER_BYTES) throw new RecordingFormatError(`chunk ends inside a frame header at byte ${off}`);
+    if (chunk.length - off < FRAME_HEADER_BYTES) throw damaged(`chunk ends inside a frame header at byte ${off}`);
     const kind = chunk[off]!;
     const at = chunk.readDoubleBE(off + 1);
     const len = chunk.readUInt32BE(off + 9);
     const start = off + FRAME_HEADER_BYTES;
     const end = start + len;
-    if (end > chunk.length) throw new RecordingFormatError(`frame at byte ${off} claims ${len} bytes, ${chunk.length - start} remain`);
+    if (end > chunk.length) throw damaged(`frame at byte ${off} claims ${len} bytes, ${chunk.length - start} remain`);
     const payload = chunk.subarray(start, end);
     if (kind === FrameKind.client || kind === FrameKind.server) {
       out.push({ kind: kind === FrameKind.client ? "client" : "server", at, data: payload });
@@ -135,18 +137,16 @@ function decodeFrames(chunk: Buffer, inside: number | undefined): RecordedFrame[
       try {
         event = JSON.parse(payload.toString("utf8")) as RecordingEvent;
       } catch {
-        throw new RecordingFormatError(`event frame at byte ${off} is not JSON`);
+        throw damaged(`event frame at byte ${off} is not JSON`);
       }
       out.push({ kind: "event", at, event });
     } else if (kind === FrameKind.compressed && inside === undefined) {
-      if (off !== 0 || end !== chunk.length) throw new RecordingFormatError(`compressed frame at byte ${off} is not the whole chunk`);
-      try {
-        for (const f of decodeFrames(expand(payload, off), off)) out.push(f);
-      } catch (e) {
-        throw e instanceof RecordingFormatError && !e.message.startsWith("compressed") ? new RecordingFormatError(`inside the compressed frame at byte ${off}: ${e.message}`) : e;
-      }
+      if (off !== 0 || end !== chunk.length) throw damaged(`compressed frame at byte ${off} is not the whole chunk`);
+      for (const f of decodeFrames(expand(payload, off), off)) out.push(f);
+    } else if (kind === FrameKind.compressed) {
+      throw new RecordingFormatError(`compressed frame inside the compressed frame at byte ${inside}`);
     } else {
-      throw new RecordingFormatError(kind === FrameKind.compressed ? `compressed frame inside the compressed frame at byte ${inside}` : `unknown frame kind ${kind} at byte ${off}`);
+      throw damaged(`unknown frame kind ${kind} at byte ${off}`);
     }
     off = end;
   }
