@@ -36,11 +36,18 @@ export const AGENT_OWN_SECRETS: readonly string[] = ["env:GATEHOUSE_AGENT_TOKEN"
 /** Process and system files: `/proc/self/environ` holds the agent's own secrets, whatever their names. */
 const SYSTEM_DIRS = ["/proc", "/sys", "/dev"];
 
+/** Whether a reference names a file in (or one of) SYSTEM_DIRS, relative paths resolved as the agent would. */
+function isSystemFile(ref: string): boolean {
+  if (!ref.startsWith("file:")) return false;
+  const path = resolve(ref.slice(5));
+  return SYSTEM_DIRS.some((d) => path === d || path.startsWith(`${d}/`));
+}
+
 const reference = z
   .string()
   .refine((r) => isSecretReference(r), "a credential reference: env:NAME or file:/path")
   .refine((r) => !AGENT_OWN_SECRETS.includes(r), "the agent's own secret cannot be a target's credential")
-  .refine((r) => !r.startsWith("file:") || !SYSTEM_DIRS.some((d) => resolve(r.slice(5)).startsWith(`${d}/`)), "a process or system file cannot be a target's credential");
+  .refine((r) => !isSystemFile(r), "a process or system file cannot be a target's credential");
 
 const entrySchema = z
   .object({
@@ -204,9 +211,6 @@ export function checkOwnSecrets(connection: string, refs: Array<string | undefin
   for (const r of refs) {
     if (r === undefined) continue;
     if (AGENT_OWN_SECRETS.includes(r)) throw refused(connection, `the credential ${r} is the agent's own secret, never a target's`);
-    if (r.startsWith("file:")) {
-      const path = resolve(r.slice(5));
-      if (SYSTEM_DIRS.some((d) => path === d || path.startsWith(`${d}/`))) throw refused(connection, `the credential ${describeRef(r)} is a process or system file (${SYSTEM_DIRS.join(", ")}), never a target's`);
-    }
+    if (isSystemFile(r)) throw refused(connection, `the credential ${describeRef(r)} is a process or system file (${SYSTEM_DIRS.join(", ")}), never a target's`);
   }
 }
