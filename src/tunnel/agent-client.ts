@@ -14,7 +14,7 @@ import { SecretResolver } from "../agent/secrets.ts";
 import { httpTargetSchema, postgresTargetSchema } from "../config/schema.ts";
 import { GitMirrors } from "../agent/git-mirror.ts";
 import { HttpForwarder } from "../agent/http.ts";
-import type { HttpTarget } from "../domain/connection.ts";
+import type { HttpTarget, PostgresTarget } from "../domain/connection.ts";
 import type { GitRefUpdate } from "../domain/operation.ts";
 import { GatehouseError } from "../domain/errors.ts";
 import type { Logger } from "../observability/logger.ts";
@@ -54,6 +54,17 @@ const TARGET_CACHE = 256;
 interface HttpTargetEntry {
   parsed: ReturnType<typeof httpTargetSchema.safeParse>;
   refusal: GatehouseError | null | undefined;
+}
+
+/** The GH-AGENT-007 a pinning check throws, or null when it passes. */
+function refusalOf(check: () => void): GatehouseError | null {
+  try {
+    check();
+    return null;
+  } catch (e) {
+    if (e instanceof GatehouseError) return e;
+    throw e;
+  }
 }
 
 export type AgentState = "connecting" | "connected" | "waiting";
@@ -383,15 +394,11 @@ export class AgentClient {
    * GH-AGENT-007 when this agent may not open the PostgreSQL target: not in its targets file, a
    * credential not listed for it, or the agent's own secret. Checked before anything is resolved.
    */
-  #refusedPostgres(connection: string, t: { host: string; port: number; password?: string | undefined; ca?: string | undefined; tls?: "disable" | "prefer" | "require" | "verify-full" }): GatehouseError | undefined {
-    try {
+  #refusedPostgres(connection: string, t: Pick<PostgresTarget, "host" | "port" | "password" | "ca" | "tls">): GatehouseError | null {
+    return refusalOf(() => {
       checkOwnSecrets(connection, [t.password, t.ca]);
       this.#o.targets?.checkPostgres(connection, t);
-      return undefined;
-    } catch (e) {
-      if (e instanceof GatehouseError) return e;
-      throw e;
-    }
+    });
   }
 
   /**
@@ -402,15 +409,11 @@ export class AgentClient {
   #refuseHttp(mux: Mux, f: Frame & { body: Record<string, unknown> }, entry: HttpTargetEntry): boolean {
     const connection = String(f.body.connection);
     if (entry.refusal === undefined) {
-      entry.refusal = null;
-      try {
-        const t = entry.parsed.data as HttpTarget;
+      const t = entry.parsed.data as HttpTarget;
+      entry.refusal = refusalOf(() => {
         checkOwnSecrets(connection, [t.auth?.secret, t.ca]);
         this.#o.targets?.checkHttp(connection, t);
-      } catch (e) {
-        if (!(e instanceof GatehouseError)) throw e;
-        entry.refusal = e;
-      }
+      });
     }
     if (!entry.refusal) return false;
     this.#failOpen(mux, f.stream, { code: entry.refusal.code, message: this.#refusalMessage(connection, entry.refusal), connection });
