@@ -71,7 +71,9 @@ interface Pending {
   method: string;
   resolve(r: UpstreamResponse): void;
   reject(e: Error): void;
-  timer: NodeJS.Timeout | undefined;
+  /** The response head is due by this time (0 once it came). */
+  headDue: number;
+  headersTimeoutMs: number;
   /** Set once the response head was handed out. */
   body?: Readable | undefined;
   /** Collected slices of a body that may still arrive whole. */
@@ -92,6 +94,13 @@ class UpConn {
   idleSince = 0;
   reused = false;
   dead = false;
+  /**
+   * One Timeout per socket for the response-head deadline of its request: it stays scheduled
+   * across requests and, firing early, sleeps again for the rest (a setTimeout and a
+   * clearTimeout per request cost more than the check).
+   */
+  #timer: NodeJS.Timeout | undefined;
+  #timerAt = 0;
 
   constructor(
     readonly socket: Socket,
@@ -99,11 +108,38 @@ class UpConn {
     readonly key: string,
   ) {
     socket.setNoDelay(true);
-    socket.on("data", (b: Buffer) => this.onData(b));
     socket.on("error", (e) => this.fail(new UpstreamError(e.message, (e as NodeJS.ErrnoException).code ?? "ECONNRESET")));
     socket.on("end", () => this.onEnd());
     socket.on("close", () => this.fail(new UpstreamError("the target closed the connection", "ECONNRESET")));
   }
+
+  /** Hold `p` to its response-head deadline. */
+  watch(p: Pending): void {
+    if (this.#timer && this.#timerAt <= p.headDue) return;
+    this.#schedule(p.headDue - Date.now());
+  }
+
+  #schedule(ms: number): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timerAt = Date.now() + ms;
+    this.#timer = setTimeout(this.#onTimer, ms);
+    // A request in flight keeps the process alive by its socket; an idle pooled one must not.
+    this.#timer.unref();
+  }
+
+  stopTimer(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  readonly #onTimer = (): void => {
+    this.#timer = undefined;
+    const p = this.cur;
+    if (!p || p.headDue === 0 || this.dead) return;
+    const left = p.headDue - Date.now();
+    if (left > 0) this.#schedule(left);
+    else this.fail(new UpstreamError(`no response head within ${p.headersTimeoutMs / 1000} s`, "ETIMEDOUT"));
+  };
 
   onEnd(): void {
     const p = this.cur;
@@ -118,13 +154,13 @@ class UpConn {
   fail(e: Error): void {
     if (this.dead) return;
     this.dead = true;
+    this.stopTimer();
     this.pool.forget(this);
     this.socket.destroy();
     const p = this.cur;
     this.cur = undefined;
     if (!p) return;
     if (p.got === 0 && e instanceof UpstreamError) e.noResponse = true;
-    if (p.timer) clearTimeout(p.timer);
     if (p.body) p.body.destroy(e);
     else p.reject(e);
   }
@@ -154,8 +190,7 @@ class UpConn {
       if (head.status < 200) continue; // 100 Continue, 103 Early Hints: interim, not forwarded
       p.head = head;
       p.framing = responseFraming(head, p.method);
-      if (p.timer) clearTimeout(p.timer);
-      p.timer = undefined;
+      p.headDue = 0;
       if (p.framing.kind === "length") p.remaining = p.framing.length;
       else if (p.framing.kind === "chunked") p.decoder = new ChunkedDecoder(502);
       p.parts = [];
@@ -228,16 +263,45 @@ class UpConn {
     }
     else {
       this.dead = true;
+      this.stopTimer();
       this.pool.forget(this);
       this.socket.destroy();
     }
   }
 }
 
-/** A connected (and, for https, handshaken) socket to the target, within its connect timeout. */
-export function dialTarget(t: UpstreamTarget): Promise<Socket> {
+/**
+ * The read buffer of every plain-TCP pooled socket. Node reads into it (no buffer allocated per
+ * read, and no Readable stream in between) and hands each read to the socket's callback, which
+ * copies what it keeps before returning — so one buffer serves them all: reads never overlap.
+ */
+let sharedReadBuffer: Buffer | undefined;
+
+/**
+ * A connected (and, for https, handshaken) socket to the target, within its connect timeout.
+ * With `onData`, what the socket reads goes there (a Buffer of its own each time) instead of to
+ * 'data' events.
+ */
+export function dialTarget(t: UpstreamTarget, onData?: (b: Buffer) => void): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s: Socket = t.tls ? tlsConnect({ host: t.host, port: t.port, ...t.tls }) : netConnect({ host: t.host, port: t.port });
+    let s: Socket;
+    if (t.tls) {
+      s = tlsConnect({ host: t.host, port: t.port, ...t.tls });
+      if (onData) s.on("data", onData);
+    } else if (onData) {
+      sharedReadBuffer ??= Buffer.allocUnsafeSlow(64 * 1024);
+      s = netConnect({
+        host: t.host,
+        port: t.port,
+        onread: {
+          buffer: sharedReadBuffer,
+          callback: (n: number, buf: Uint8Array) => {
+            onData(Buffer.from(buf.subarray(0, n))); // a copy: the buffer is read into again
+            return true;
+          },
+        },
+      });
+    } else s = netConnect({ host: t.host, port: t.port });
     const timer = setTimeout(() => s.destroy(new UpstreamError(`connecting timed out after ${t.connectTimeoutMs / 1000} s`, "ETIMEDOUT")), t.connectTimeoutMs);
     const onError = (e: Error) => {
       clearTimeout(timer);
@@ -272,6 +336,7 @@ export class H1Pool {
   release(c: UpConn): void {
     if (this.#closed) {
       c.dead = true;
+      c.stopTimer();
       c.socket.destroy();
       return;
     }
@@ -282,6 +347,7 @@ export class H1Pool {
     }
     if (list.length >= MAX_IDLE_PER_KEY) {
       c.dead = true;
+      c.stopTimer();
       c.socket.destroy();
       return;
     }
@@ -298,7 +364,12 @@ export class H1Pool {
   }
 
   async #connect(t: UpstreamTarget): Promise<UpConn> {
-    return new UpConn(await dialTarget(t), this, t.key);
+    let conn: UpConn | undefined;
+    const early: Buffer[] = [];
+    const socket = await dialTarget(t, (b) => (conn ? conn.onData(b) : early.push(b)));
+    conn = new UpConn(socket, this, t.key);
+    for (const b of early) conn.onData(b);
+    return conn;
   }
 
   async #socket(t: UpstreamTarget): Promise<UpConn> {
@@ -326,14 +397,14 @@ export class H1Pool {
 
   #exchange(c: UpConn, t: UpstreamTarget, r: UpstreamRequest): Promise<UpstreamResponse> {
     return new Promise<UpstreamResponse>((resolve, reject) => {
-      const p: Pending = { method: r.method, resolve, reject, timer: undefined, remaining: 0, got: 0, sending: !Buffer.isBuffer(r.body) };
+      const p: Pending = { method: r.method, resolve, reject, headDue: Date.now() + r.headersTimeoutMs, headersTimeoutMs: r.headersTimeoutMs, remaining: 0, got: 0, sending: !Buffer.isBuffer(r.body) };
       c.cur = p;
       c.buf = EMPTY;
       if (r.signal) {
         if (r.signal.aborted) return c.fail(new UpstreamError("the caller went away", "ECANCELED"));
         r.signal.addEventListener("abort", () => c.cur === p && c.fail(new UpstreamError("the caller went away", "ECANCELED")), { once: true });
       }
-      p.timer = setTimeout(() => c.fail(new UpstreamError(`no response head within ${r.headersTimeoutMs / 1000} s`, "ETIMEDOUT")), r.headersTimeoutMs);
+      c.watch(p);
       let framing = "";
       const body = r.body;
       if (Buffer.isBuffer(body)) {
@@ -344,7 +415,6 @@ export class H1Pool {
         head = Buffer.from(`${r.method} ${r.path} HTTP/1.1\r\nhost: ${t.authority}\r\n${headerLines(r.headers)}${framing}\r\n`, "latin1");
       } catch (e) {
         c.cur = undefined;
-        clearTimeout(p.timer);
         c.pool.release(c);
         reject(new UpstreamError((e as Error).message, "EINVAL"));
         return;
