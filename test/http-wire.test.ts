@@ -206,6 +206,20 @@ describe("the gate's HTTP/1.1 server", () => {
     }
   });
 
+  test("after a keep-alive request, a head that never completes still gets 408 at the header timeout", async () => {
+    // The idle timeout (5 s) is running when the partial head arrives: the shorter header timeout wins.
+    const slow = await gateServer((_q, r) => r.send(200, {}, Buffer.from("x")), { headersTimeoutMs: 200 });
+    try {
+      const t0 = Date.now();
+      const out = await exchange(slow.port, ["GET /a HTTP/1.1\r\nHost: x\r\n\r\n", "GET /b HTTP/1.1\r\nHost: x\r\n"], { gapMs: 50 });
+      assert.match(out, /^HTTP\/1\.1 200 [\s\S]*HTTP\/1\.1 408 /);
+      const took = Date.now() - t0;
+      assert.ok(took >= 200 && took < 3000, `408 after ${took} ms`);
+    } finally {
+      await slow.close();
+    }
+  });
+
   test("an upgrade request hands the socket over with the bytes that followed the head", async () => {
     const up = await gateServer((_q, r) => r.send(200, {}, Buffer.from("no")), {
       onUpgrade: (req, s, head) => {
@@ -327,6 +341,22 @@ describe("the agent's HTTP/1.1 client", () => {
       await assert.rejects(pool.request(t(target.port), { method: "GET", path: "/slow", headers: {}, body: Buffer.alloc(0), signal: ac.signal, headersTimeoutMs: 2000 }), (e: unknown) => (e as UpstreamError).code === "ECANCELED");
       const r = await pool.request(t(target.port), { method: "GET", path: "/fine", headers: {}, body: Buffer.alloc(0), headersTimeoutMs: 2000 });
       assert.equal((r.body as Buffer).toString(), "ok GET /fine 0");
+    } finally {
+      pool.close();
+    }
+  });
+
+  test("a reused socket holds each request to its own head timeout, a shorter one than before included", async () => {
+    const pool = new H1Pool();
+    try {
+      const before = connections;
+      const r = await pool.request(t(target.port), { method: "GET", path: "/fine", headers: {}, body: Buffer.alloc(0), headersTimeoutMs: 10_000 });
+      assert.equal((r.body as Buffer).toString(), "ok GET /fine 0");
+      const t0 = Date.now();
+      await assert.rejects(pool.request(t(target.port), { method: "GET", path: "/slow", headers: {}, body: Buffer.alloc(0), headersTimeoutMs: 100 }), (e: unknown) => (e as UpstreamError).code === "ETIMEDOUT");
+      const took = Date.now() - t0;
+      assert.ok(took >= 90 && took < 400, `timed out after ${took} ms (the slow answer comes at 500 ms)`);
+      assert.equal(connections - before, 1, "the second request went on the first one's socket");
     } finally {
       pool.close();
     }

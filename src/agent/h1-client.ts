@@ -92,7 +92,6 @@ class UpConn {
   buf: Buffer = EMPTY;
   cur: Pending | undefined;
   idleSince = 0;
-  reused = false;
   dead = false;
   /**
    * One Timeout per socket for the response-head deadline of its request: it stays scheduled
@@ -352,7 +351,6 @@ export class H1Pool {
       return;
     }
     c.idleSince = Date.now();
-    c.reused = true;
     list.push(c);
   }
 
@@ -372,27 +370,30 @@ export class H1Pool {
     return conn;
   }
 
-  async #socket(t: UpstreamTarget): Promise<UpConn> {
+  /** An idle pooled socket to the target that is still usable, if any. */
+  #idleSocket(t: UpstreamTarget): UpConn | undefined {
     const list = this.#idle.get(t.key);
     while (list?.length) {
       const c = list.pop()!;
       if (!c.dead && !c.socket.destroyed && !c.socket.readableEnded) return c;
     }
-    return this.#connect(t);
+    return undefined;
   }
 
-  async request(t: UpstreamTarget, r: UpstreamRequest): Promise<UpstreamResponse> {
-    if (this.#closed) throw new UpstreamError("the agent is shutting down", "ECANCELED");
+  /** Not an async function: a reused socket's exchange is the request's only promise. */
+  request(t: UpstreamTarget, r: UpstreamRequest): Promise<UpstreamResponse> {
+    if (this.#closed) return Promise.reject(new UpstreamError("the agent is shutting down", "ECANCELED"));
+    const c = this.#idleSocket(t);
+    if (!c) return this.#connect(t).then((fresh) => this.#exchange(fresh, t, r));
     const retryable = IDEMPOTENT.has(r.method) && Buffer.isBuffer(r.body);
-    const c = await this.#socket(t);
-    try {
-      return await this.#exchange(c, t, r);
-    } catch (e) {
-      if (c.reused && retryable && e instanceof UpstreamError && e.noResponse && e.code !== "ETIMEDOUT" && e.code !== "ECANCELED" && !r.signal?.aborted) {
-        return this.#exchange(await this.#connect(t), t, r);
+    const sent = this.#exchange(c, t, r);
+    if (!retryable) return sent;
+    return sent.catch((e: unknown) => {
+      if (e instanceof UpstreamError && e.noResponse && e.code !== "ETIMEDOUT" && e.code !== "ECANCELED" && !r.signal?.aborted) {
+        return this.#connect(t).then((fresh) => this.#exchange(fresh, t, r));
       }
       throw e;
-    }
+    });
   }
 
   #exchange(c: UpConn, t: UpstreamTarget, r: UpstreamRequest): Promise<UpstreamResponse> {
