@@ -362,6 +362,56 @@ describe("the agent's HTTP/1.1 client", () => {
     }
   });
 
+  test("a socket reads each response head right when heads repeat byte for byte and when they change", async () => {
+    // One connection; the heads repeat (parsed once, then recognized) and change (parsed anew).
+    const replies = [
+      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nok",
+      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nhi",
+      "HTTP/1.1 201 Created\r\nContent-Length: 5\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nhello",
+      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nyo",
+      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 10\r\n\r\nxy",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    ];
+    let conns = 0;
+    const raw = tracked(createServer());
+    raw.on("connection", (s: Socket) => {
+      conns++;
+      let i = 0;
+      let buf = "";
+      s.on("data", (b) => {
+        buf += b.toString();
+        while (buf.includes("\r\n\r\n")) {
+          buf = buf.slice(buf.indexOf("\r\n\r\n") + 4);
+          s.write(replies[i++]!);
+        }
+      });
+      s.on("error", () => {});
+    });
+    await new Promise<void>((r) => raw.listen(0, "127.0.0.1", r));
+    const port = (raw.address() as AddressInfo).port;
+    const pool = new H1Pool();
+    try {
+      const got: [number, string, string | string[] | undefined, string][] = [];
+      for (let i = 0; i < replies.length; i++) {
+        const r = await pool.request(t(port), { method: "GET", path: `/${i}`, headers: {}, body: Buffer.alloc(0), headersTimeoutMs: 2000 });
+        got.push([r.status, await text(r.body), r.headers["set-cookie"] ?? r.headers["x-a"], String(r.length)]);
+        assert.ok(Object.isFrozen(r.headers), "a response head is shared between requests: read-only");
+      }
+      assert.deepEqual(got, [
+        [200, "ok", "1", "2"],
+        [200, "hi", "1", "2"],
+        [201, "hello", ["a=1", "b=2"], "5"],
+        [200, "yo", "1", "2"],
+        [200, "xy", "10", "2"],
+        [200, "abc", "1", "3"],
+      ]);
+      assert.equal(conns, 1);
+    } finally {
+      pool.close();
+      await closeServer(raw);
+    }
+  });
+
   test("a keep-alive socket the target dropped: an idempotent request is sent again, a POST is not", async () => {
     // A target that answers the first request on each connection, then reads the next one and
     // drops the connection without answering (as a server closing an idle socket would).

@@ -66,6 +66,8 @@ const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"])
 const IDLE_MS = 30_000;
 const MAX_IDLE_PER_KEY = 64;
 const EMPTY = Buffer.alloc(0);
+/** Response heads up to this size are remembered per socket (see UpConn.#parseHead). */
+const MAX_CACHED_HEAD = 4096;
 
 interface Pending {
   method: string;
@@ -100,6 +102,13 @@ class UpConn {
    */
   #timer: NodeJS.Timeout | undefined;
   #timerAt = 0;
+  /**
+   * The last response head this socket parsed: its bytes, and the result (frozen). A target
+   * answers an endpoint with the same head, byte for byte, until its Date changes — so a head that
+   * starts the buffer with exactly those bytes (its CRLFCRLF included) is that head again.
+   */
+  #lastHeadBytes: Buffer | undefined;
+  #lastHead: ResponseHead | undefined;
 
   constructor(
     readonly socket: Socket,
@@ -139,6 +148,21 @@ class UpConn {
     if (left > 0) this.#schedule(left);
     else this.fail(new UpstreamError(`no response head within ${p.headersTimeoutMs / 1000} s`, "ETIMEDOUT"));
   };
+
+  #parseHead(): ResponseHead | undefined {
+    const buf = this.buf;
+    const prev = this.#lastHeadBytes;
+    if (prev && buf.length >= prev.length && buf.compare(prev, 0, prev.length, 0, prev.length) === 0) return this.#lastHead;
+    const head = parseResponseHead(buf, { maxHeadBytes: 64 * 1024, maxHeaders: 500 });
+    if (head && head.length <= MAX_CACHED_HEAD) {
+      for (const v of Object.values(head.headers)) if (Array.isArray(v)) Object.freeze(v);
+      Object.freeze(head.headers);
+      Object.freeze(head.raw);
+      this.#lastHead = Object.freeze(head);
+      this.#lastHeadBytes = Buffer.from(buf.subarray(0, head.length));
+    }
+    return head;
+  }
 
   onEnd(): void {
     const p = this.cur;
@@ -182,7 +206,7 @@ class UpConn {
 
   process(p: Pending): void {
     while (!p.head) {
-      const head = parseResponseHead(this.buf, { maxHeadBytes: 64 * 1024, maxHeaders: 500 });
+      const head = this.#parseHead();
       if (!head) return;
       this.buf = this.buf.subarray(head.length);
       if (head.status === 101) throw new HttpSyntaxError(502, "101 Switching Protocols to a request that did not ask to upgrade");
