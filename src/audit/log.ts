@@ -53,6 +53,8 @@ export interface AuditEventInput {
   decision?: string | undefined;
   rule?: string | undefined;
   data?: Record<string, unknown>;
+  /** `data` already as canonical JSON (exactly what canonicalJson makes of it), instead of `data`. */
+  dataJson?: string;
 }
 
 interface Pending {
@@ -163,7 +165,7 @@ export class AuditLog {
         session_id: input.sessionId ?? null,
         decision: input.decision ?? null,
         rule: input.rule ?? null,
-        data: canonicalJson(input.data ?? {}),
+        data: input.dataJson ?? canonicalJson(input.data ?? {}),
       };
       if (this.#journal) {
         const refused = this.#journalRefusal();
