@@ -77,6 +77,11 @@ export class AgentRegistry {
   }
   /** An available agent serving the connection (rotating among several), or GH-AGENT-001 naming them. */
   for(connection: Connection): Agent {
+    if (connection.agents?.length === 1) {
+      // One agent (nearly every connection): no lists built per request.
+      const a = this.#agents.get(connection.agents[0]!);
+      if (a && a.connected !== false) return a;
+    }
     const names = connection.agents ?? [connection.agent];
     const available = names.map((n) => this.#agents.get(n)).filter((a): a is Agent => !!a && a.connected !== false);
     if (!available.length) {
