@@ -147,7 +147,11 @@ export class Gate {
     return this.#d.policy.decide({ principal: s.principal, connection: s.connection, operation: op });
   }
 
-  async judge(s: GateSession, op: Operation, hooks: JudgeHooks = {}, decided?: Decision): Promise<Verdict> {
+  /**
+   * Decide, audit, and (for review) hold. Not an async function: on the common path (allow or
+   * deny) the audit append's promise is the only one, and every HTTP request passes here.
+   */
+  judge(s: GateSession, op: Operation, hooks: JudgeHooks = {}, decided?: Decision): Promise<Verdict> {
     const started = performance.now();
     const decision = decided ?? this.decide(s, op);
     const metricLabels = this.#labelsFor(s.connection.name, decision.action, decision.rule);
@@ -156,25 +160,31 @@ export class Gate {
     if (this.#d.logger.isLevelEnabled("info")) {
       this.#d.logger.info({ event: "decision", session: s.id, principal: s.principal.subject, connection: s.connection.name, decision: decision.action, rule: decision.rule, kinds: op.sql?.statements.map((x) => x.kind), statementIndex: decision.statementIndex }, "decision");
     }
-
+    let appended: Promise<unknown>;
     try {
-      await this.#d.audit.append({ type: "operation.decided", principal: s.principal, connection: s.connection.name, sessionId: s.id, decision: decision.action, rule: decision.rule, dataJson: auditOperationJson(op) });
+      appended = this.#d.audit.append({ type: "operation.decided", principal: s.principal, connection: s.connection.name, sessionId: s.id, decision: decision.action, rule: decision.rule, dataJson: auditOperationJson(op) });
     } catch (e) {
-      this.#d.metrics.auditFailures.inc({ connection: s.connection.name });
-      this.#d.logger.error({ session: s.id, err: (e as Error).message }, "audit write failed; operation refused");
-      return { forward: false, decision, error: e instanceof GatehouseError ? e : new GatehouseError("STORE_UNAVAILABLE", (e as Error).message) };
-    } finally {
-      this.#d.metrics.gateSeconds.observe(metricLabels.connection, (performance.now() - started) / 1000);
+      appended = Promise.reject(e);
     }
-
-    switch (decision.action) {
-      case "allow":
-        return { forward: true, decision };
-      case "deny":
-        return { forward: false, decision, error: denial(decision) };
-      case "review":
-        return this.#review(s, op, decision, hooks);
-    }
+    return appended.then(
+      (): Verdict | Promise<Verdict> => {
+        this.#d.metrics.gateSeconds.observe(metricLabels.connection, (performance.now() - started) / 1000);
+        switch (decision.action) {
+          case "allow":
+            return { forward: true, decision };
+          case "deny":
+            return { forward: false, decision, error: denial(decision) };
+          case "review":
+            return this.#review(s, op, decision, hooks);
+        }
+      },
+      (e: unknown): Verdict => {
+        this.#d.metrics.auditFailures.inc({ connection: s.connection.name });
+        this.#d.logger.error({ session: s.id, err: (e as Error).message }, "audit write failed; operation refused");
+        this.#d.metrics.gateSeconds.observe(metricLabels.connection, (performance.now() - started) / 1000);
+        return { forward: false, decision, error: e instanceof GatehouseError ? e : new GatehouseError("STORE_UNAVAILABLE", (e as Error).message) };
+      },
+    );
   }
 
   async #review(s: GateSession, op: Operation, decision: Decision, hooks: JudgeHooks): Promise<Verdict> {
