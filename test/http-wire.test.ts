@@ -9,6 +9,9 @@ import { type AddressInfo, connect, createServer, type Server, type Socket } fro
 import { Readable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { H1Pool, type UpstreamTarget, UpstreamError } from "../src/agent/h1-client.ts";
+import { HttpForwarder } from "../src/agent/http.ts";
+import { SecretResolver } from "../src/agent/secrets.ts";
+import type { HttpTarget } from "../src/domain/connection.ts";
 import { H1Connection, type H1Request, type H1Response } from "../src/protocols/http/server.ts";
 
 type Handler = (req: H1Request, res: H1Response) => void | Promise<void>;
@@ -409,6 +412,36 @@ describe("the agent's HTTP/1.1 client", () => {
     } finally {
       pool.close();
       await closeServer(raw);
+    }
+  });
+
+  test("forward: requests for one connection with different settings at once both complete", async () => {
+    // Each parses its own settings; neither may look the other's entry up (a reload mid-flight).
+    const fwd = new HttpForwarder(new SecretResolver());
+    const settings = (timeout: number): HttpTarget => ({ url: `http://127.0.0.1:${target.port}`, hosts: [], timeout, git: false });
+    try {
+      const ask = (timeout: number, path: string) => fwd.forward("c", settings(timeout), { method: "GET", target: path, headers: {}, body: Buffer.alloc(0) });
+      const [a, b] = await Promise.all([ask(1, "/r1"), ask(2, "/r2")]);
+      assert.deepEqual([(a.body as Buffer).toString(), (b.body as Buffer).toString()], ["ok GET /r1 0", "ok GET /r2 0"]);
+    } finally {
+      await fwd.close();
+    }
+  });
+
+  test("a head timeout longer than setTimeout's limit (30 days) is held without timer overflow", async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on("warning", onWarning);
+    const pool = new H1Pool();
+    try {
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(), 100);
+      await assert.rejects(pool.request(t(target.port), { method: "GET", path: "/slow", headers: {}, body: Buffer.alloc(0), signal: ac.signal, headersTimeoutMs: 30 * 86_400_000 }), (e: unknown) => (e as UpstreamError).code === "ECANCELED");
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(warnings.filter((w) => w === "TimeoutOverflowWarning"), []);
+    } finally {
+      process.off("warning", onWarning);
+      pool.close();
     }
   });
 

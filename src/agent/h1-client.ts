@@ -66,6 +66,8 @@ const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"])
 const IDLE_MS = 30_000;
 const MAX_IDLE_PER_KEY = 64;
 const EMPTY = Buffer.alloc(0);
+/** The longest delay setTimeout takes (2^31 − 1 ms); a longer deadline is reached in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Response heads up to this size are remembered per socket (see UpConn.#parseHead). */
 const MAX_CACHED_HEAD = 4096;
 
@@ -73,7 +75,7 @@ interface Pending {
   method: string;
   resolve(r: UpstreamResponse): void;
   reject(e: Error): void;
-  /** The response head is due by this time (0 once it came). */
+  /** The response head is due by this time (performance.now(); 0 once it came). */
   headDue: number;
   headersTimeoutMs: number;
   /** Set once the response head was handed out. */
@@ -124,13 +126,14 @@ class UpConn {
   /** Hold `p` to its response-head deadline. */
   watch(p: Pending): void {
     if (this.#timer && this.#timerAt <= p.headDue) return;
-    this.#schedule(p.headDue - Date.now());
+    this.#schedule(p.headDue - performance.now());
   }
 
   #schedule(ms: number): void {
     if (this.#timer) clearTimeout(this.#timer);
-    this.#timerAt = Date.now() + ms;
-    this.#timer = setTimeout(this.#onTimer, ms);
+    const delay = Math.min(ms, MAX_TIMER_MS);
+    this.#timerAt = performance.now() + delay;
+    this.#timer = setTimeout(this.#onTimer, delay);
     // A request in flight keeps the process alive by its socket; an idle pooled one must not.
     this.#timer.unref();
   }
@@ -144,7 +147,7 @@ class UpConn {
     this.#timer = undefined;
     const p = this.cur;
     if (!p || p.headDue === 0 || this.dead) return;
-    const left = p.headDue - Date.now();
+    const left = p.headDue - performance.now();
     if (left > 0) this.#schedule(left);
     else this.fail(new UpstreamError(`no response head within ${p.headersTimeoutMs / 1000} s`, "ETIMEDOUT"));
   };
@@ -390,7 +393,10 @@ export class H1Pool {
     const early: Buffer[] = [];
     const socket = await dialTarget(t, (b) => (conn ? conn.onData(b) : early.push(b)));
     conn = new UpConn(socket, this, t.key);
+    // Bytes before any request (a target that talks first) fail the connection: refuse it here
+    // rather than hand out a dead one.
     for (const b of early) conn.onData(b);
+    if (conn.dead) throw new UpstreamError("the target sent bytes before the request", "EPROTO");
     return conn;
   }
 
@@ -422,7 +428,12 @@ export class H1Pool {
 
   #exchange(c: UpConn, t: UpstreamTarget, r: UpstreamRequest): Promise<UpstreamResponse> {
     return new Promise<UpstreamResponse>((resolve, reject) => {
-      const p: Pending = { method: r.method, resolve, reject, headDue: Date.now() + r.headersTimeoutMs, headersTimeoutMs: r.headersTimeoutMs, remaining: 0, got: 0, sending: !Buffer.isBuffer(r.body) };
+      // A connection that failed is never handed a request: nothing would settle it.
+      if (c.dead) {
+        reject(new UpstreamError("the connection to the target failed", "ECONNRESET"));
+        return;
+      }
+      const p: Pending = { method: r.method, resolve, reject, headDue: performance.now() + r.headersTimeoutMs, headersTimeoutMs: r.headersTimeoutMs, remaining: 0, got: 0, sending: !Buffer.isBuffer(r.body) };
       c.cur = p;
       c.buf = EMPTY;
       if (r.signal) {

@@ -135,7 +135,13 @@ export class HttpForwarder {
    */
   forward(name: string, t: HttpTarget, req: HttpForwardRequest): Promise<HttpForwardResponse> {
     const target = this.#cachedTarget(name, t);
-    if (!target) return this.#target(name, t).then(() => this.forward(name, t, req));
+    // The entry parsed for these settings is used as it is: looking it up again could miss (a
+    // request with other settings for the same name may have replaced it meanwhile).
+    if (!target) return this.#target(name, t).then((parsed) => this.#withTarget(name, t, parsed, req));
+    return this.#withTarget(name, t, target, req);
+  }
+
+  #withTarget(name: string, t: HttpTarget, target: { upstream: UpstreamTarget; basePath: string }, req: HttpForwardRequest): Promise<HttpForwardResponse> {
     const headers = endToEnd(req.headers, NOT_TO_TARGET);
     headers.via = "1.1 gatehouse";
     const credential = this.#credential(t, headers);

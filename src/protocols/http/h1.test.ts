@@ -228,4 +228,18 @@ describe("writing heads", () => {
     assert.throws(() => headerLines({ a: ["ok", "x\nb"] }), HttpSyntaxError);
     assert.throws(() => headerLines({ "bad name": "x" }), HttpSyntaxError);
   });
+
+});
+
+describe("header field names", () => {
+  test("many distinct ones (past the name cache's bound) are all checked and lower-cased", () => {
+    for (let i = 0; i < 1500; i++) {
+      const name = `X-Made-Up-Name-${i}-${"Q".repeat(i % 70)}`;
+      const h = parseRequestHead(Buffer.from(`GET / HTTP/1.1\r\nHost: a\r\n${name}: v${i}\r\nContent-TYPE: text/plain\r\n\r\n`))!;
+      assert.equal(h.headers[name.toLowerCase()], `v${i}`);
+      assert.equal(h.headers["content-type"], "text/plain");
+      assert.deepEqual(h.raw.slice(2, 4), [name, `v${i}`]);
+    }
+    assert.throws(() => parseRequestHead(Buffer.from("GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n")), /invalid header field name/);
+  });
 });

@@ -101,17 +101,25 @@ function headLines(buf: Buffer, end: number): string[] {
  * Field names as sent → their lower-case form, for names already checked to be tokens. Clients
  * send the same few names in every request, so each is checked and lower-cased once, and the
  * lower-case string kept here is the one used as a key every time (V8 looks it up faster).
- * Bounded: past the limit, names are checked each time.
+ * Bounded: only names up to MAX_CACHED_NAME characters, kept as copies (a slice of the head's
+ * text would keep the whole head alive), and the map starts over when full — names a client
+ * makes up cannot fill it for good.
  */
 const fieldNames = new Map<string, string>();
-const MAX_CACHED_NAMES = 1024;
+const MAX_CACHED_NAMES = 512;
+const MAX_CACHED_NAME = 64;
 
 function fieldName(name: string): string {
   let lower = fieldNames.get(name);
   if (lower === undefined) {
     if (!TOKEN.test(name)) throw new HttpSyntaxError(400, `an invalid header field name ${JSON.stringify(name.slice(0, 40))} (no white space before the colon)`);
     lower = name.toLowerCase();
-    if (fieldNames.size < MAX_CACHED_NAMES) fieldNames.set(name, lower);
+    if (name.length <= MAX_CACHED_NAME) {
+      if (fieldNames.size >= MAX_CACHED_NAMES) fieldNames.clear();
+      const own = Buffer.from(name, "latin1").toString("latin1");
+      lower = own.toLowerCase();
+      fieldNames.set(own, lower);
+    }
   }
   return lower;
 }

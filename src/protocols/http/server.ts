@@ -33,6 +33,8 @@ export interface H1Handlers {
   rejected?(conn: H1Connection, e: HttpSyntaxError): void;
 }
 
+/** The longest delay setTimeout takes (2^31 − 1 ms); a longer deadline is reached in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Unread request bytes held while nothing consumes them; beyond this the socket pauses. */
 const HIGH_WATER = 64 * 1024;
 /** A body the handler left unread is skipped up to this size; a longer one closes the connection. */
@@ -305,15 +307,16 @@ export class H1Connection {
     if (this.#timerKind === kind) return;
     this.#timerKind = kind;
     const ms = kind === "idle" ? this.#idleTimeoutMs : this.#headersTimeoutMs;
-    this.#deadline = Date.now() + ms;
+    this.#deadline = performance.now() + ms;
     if (this.#timer && this.#timerAt <= this.#deadline) return;
     this.#schedule(ms);
   }
 
   #schedule(ms: number): void {
     if (this.#timer) clearTimeout(this.#timer);
-    this.#timerAt = Date.now() + ms;
-    this.#timer = setTimeout(this.#onTimeout, ms);
+    const delay = Math.min(ms, MAX_TIMER_MS);
+    this.#timerAt = performance.now() + delay;
+    this.#timer = setTimeout(this.#onTimeout, delay);
     this.#timer.unref();
   }
 
@@ -326,7 +329,7 @@ export class H1Connection {
     this.#timer = undefined;
     const kind = this.#timerKind;
     if (kind === undefined || this.#closed) return;
-    const left = this.#deadline - Date.now();
+    const left = this.#deadline - performance.now();
     if (left > 0) {
       this.#schedule(left);
       return;
