@@ -155,14 +155,17 @@ describe("streams over a real WebSocket", () => {
 
   test("credit returns in quarters of the window: small exchanges send no WINDOW frames, bulk never stalls", async () => {
     const windows = { gw: 0, agent: 0 };
+    // This stream's own WINDOW frames only: credit for an earlier test's streams on the same
+    // tunnel may still be on its way.
+    const [g, a] = await twin(p);
     const count = (side: "gw" | "agent") => (data: Buffer) => {
-      if (decodeFrame(data).type === "WINDOW") windows[side]++;
+      const f = decodeFrame(data);
+      if (f.type === "WINDOW" && f.stream === g.id) windows[side]++;
     };
     const [onGw, onAgent] = [count("gw"), count("agent")];
     p.raw.gw.on("message", onGw);
     p.raw.agent.on("message", onAgent);
     try {
-      const [g, a] = await twin(p);
       a.on("data", (b: Buffer) => a.write(b)); // an echoing target
       const replies: Buffer[] = [];
       g.on("data", (b: Buffer) => replies.push(b));
