@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { openStore, type Store } from "../store/store.ts";
 import { newEventId } from "./append.ts";
-import { claimJournal, encodeEvent, journalDir, JournalWriter } from "./journal.ts";
+import { claimJournal, encodeEvent, JournalIngester, journalDir, JournalWriter } from "./journal.ts";
 import { AuditLog, verifyChain } from "./log.ts";
 
 const dirs: string[] = [];
@@ -88,6 +88,44 @@ describe("the audit journal", () => {
       assert.deepEqual(types, ["before.1", "before.2", "before.3", "after", "after.restart"]);
     } finally {
       await again.close();
+      await store.close();
+    }
+  });
+
+  test("a backlog is read a bounded piece per pass: every line ingested once, in order, lines longer than a read too", async () => {
+    const { store, file } = await fileStore();
+    assert.equal(claimJournal(store.sqlite!, file), undefined);
+    // Segment 1: 60 lines, every 7th ~1.5 KB (longer than a 256-byte read), then a torn tail;
+    // segment 2: one more line. Nothing ingested yet: a gateway that fell behind, or crashed.
+    const w = new JournalWriter(file, { segment: 0, offset: 0 });
+    const want: string[] = [];
+    let text = "";
+    for (let i = 0; i < 60; i++) {
+      const data = i % 7 === 0 ? `{"pad":"${"x".repeat(1500)}","i":${i}}` : `{"i":${i}}`;
+      text += encodeEvent({ id: newEventId(), at: 1_700_000_000_000 + i, type: `t${i}`, principal_subject: "s", principal_name: "S", connection: "c", session_id: null, decision: null, rule: null, data });
+      want.push(`t${i}`);
+    }
+    w.write(text);
+    w.close();
+    appendFileSync(join(journalDir(file), "00000001.jsonl"), '["torn"');
+    const w2 = new JournalWriter(file, { segment: 0, offset: 0 });
+    w2.write(line("last", 99));
+    w2.close();
+    try {
+      const ingester = new JournalIngester(store.sqlite!, file, 256);
+      let passes = 0;
+      for (let r = ingester.step(undefined); ; r = ingester.step(undefined)) {
+        passes++;
+        assert.ok(passes < 1000, "ingestion ends");
+        if (!r.more) break;
+      }
+      assert.ok(passes > 10, `bounded reads took ${passes} passes`);
+      const rows = await store.db.selectFrom("audit_events").select(["type", "data"]).orderBy("seq").execute();
+      assert.deepEqual(rows.map((r) => r.type), [...want, "last"]);
+      assert.equal(JSON.parse(rows[7]!.data).pad.length, 1500);
+      assert.equal((await verifyChain(store)).ok, true);
+      assert.deepEqual(readdirSync(journalDir(file)).filter((n) => n.endsWith(".jsonl")), ["00000002.jsonl"], "the finished segment was deleted");
+    } finally {
       await store.close();
     }
   });

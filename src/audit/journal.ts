@@ -28,6 +28,13 @@ import { type EventFields, sqliteAppender } from "./append.ts";
 export const SEGMENT_BYTES = 16 * 1024 * 1024;
 /** Lines ingested per transaction, at most (bounds how long the writer holds the lock). */
 const INGEST_BATCH = 2000;
+/**
+ * Bytes of a segment read per pass. A pass takes at most INGEST_BATCH lines, so reading all the
+ * rest of a segment each time made catching up a backlog quadratic in the segment's size; a line
+ * longer than this is read by growing the read, up to MAX_READ_BYTES.
+ */
+const READ_BYTES = 4 * 1024 * 1024;
+const MAX_READ_BYTES = 64 * 1024 * 1024;
 const PROGRESS_KEY = "audit.journal";
 
 export interface JournalPosition {
@@ -182,9 +189,13 @@ export class JournalIngester {
   #save: BetterSqlite3.Statement | undefined;
   #txn: ((rows: (EventFields & { id: string })[], to: JournalPosition) => void) | undefined;
 
-  constructor(db: BetterSqlite3.Database, dbFile: string) {
+  readonly #readBytes: number;
+
+  /** `readBytes`: bytes read per pass (tests make it small). */
+  constructor(db: BetterSqlite3.Database, dbFile: string, readBytes = READ_BYTES) {
     this.#db = db;
     this.#dir = journalDir(dbFile);
+    this.#readBytes = readBytes;
   }
 
   #prepare(): (rows: (EventFields & { id: string })[], to: JournalPosition) => void {
@@ -216,28 +227,37 @@ export class JournalIngester {
       const size = statSync(path).size;
       const rows: (EventFields & { id: string })[] = [];
       let end = from;
+      // Whether this pass saw all of the segment there was (or all it can: a line longer than
+      // MAX_READ_BYTES is never complete).
+      let complete = true;
       if (size > from) {
-        // Not zero-filled: only the n bytes read are looked at.
-        const buf = Buffer.allocUnsafe(Math.min(size - from, 64 * 1024 * 1024));
+        let want = Math.min(size - from, this.#readBytes);
         const fd = openSync(path, "r");
-        let n: number;
         try {
-          n = readSync(fd, buf, 0, buf.length, from);
+          for (;;) {
+            // Not zero-filled: only the n bytes read are looked at.
+            const buf = Buffer.allocUnsafe(want);
+            const n = readSync(fd, buf, 0, want, from);
+            complete = n < want || from + n >= size || want >= MAX_READ_BYTES;
+            let start = 0;
+            while (rows.length < INGEST_BATCH) {
+              const nl = buf.indexOf(0x0a, start);
+              if (nl < 0 || nl >= n) break; // no complete line left (a torn last line stays unread)
+              rows.push(decodeEvent(buf.toString("utf8", start, nl)));
+              start = nl + 1;
+            }
+            end = from + start;
+            // A line longer than the read: read more at once.
+            if (rows.length || complete) break;
+            want = Math.min(size - from, want * 4, MAX_READ_BYTES);
+          }
         } finally {
           closeSync(fd);
         }
-        let start = 0;
-        while (rows.length < INGEST_BATCH) {
-          const nl = buf.indexOf(0x0a, start);
-          if (nl < 0 || nl >= n) break; // no complete line left (a torn last line stays unread)
-          rows.push(decodeEvent(buf.toString("utf8", start, nl)));
-          start = nl + 1;
-        }
-        end = from + start;
       }
       // A segment no longer written (a later one exists) is done once no complete line is left;
       // bytes after its last newline are a write torn by a power loss, never acknowledged.
-      const exhausted = rows.length < INGEST_BATCH;
+      const exhausted = rows.length < INGEST_BATCH && complete;
       const finished = seg !== writing && exhausted && segs.some((s) => s > seg);
       if (rows.length || seg !== at.segment) {
         // Moving on to a later segment is recorded too, so a deleted one is never looked for.
@@ -247,7 +267,7 @@ export class JournalIngester {
         ingested += rows.length;
       }
       if (finished) rmSync(path, { force: true });
-      if (rows.length >= INGEST_BATCH) return { at, more: true, rows: ingested };
+      if (!exhausted) return { at, more: true, rows: ingested };
       if (!finished) return { at, more: false, rows: ingested };
     }
     return { at, more: false, rows: ingested };
