@@ -3,6 +3,7 @@ import { appendFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { sql } from "kysely";
 import { openStore, type Store } from "../store/store.ts";
 import { newEventId } from "./append.ts";
 import { claimJournal, encodeEvent, JournalIngester, journalDir, JournalWriter } from "./journal.ts";
@@ -125,6 +126,27 @@ describe("the audit journal", () => {
       assert.equal(JSON.parse(rows[7]!.data).pad.length, 1500);
       assert.equal((await verifyChain(store)).ok, true);
       assert.deepEqual(readdirSync(journalDir(file)).filter((n) => n.endsWith(".jsonl")), ["00000002.jsonl"], "the finished segment was deleted");
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("a line longer than 64 MiB (an approved statement that size) is ingested, and so is what follows it", async () => {
+    const { store, file } = await fileStore();
+    assert.equal(claimJournal(store.sqlite!, file), undefined);
+    const w = new JournalWriter(file, { segment: 0, offset: 0 });
+    const huge = `{"ran":"${"s".repeat(65 * 1024 * 1024)}"}`;
+    w.write(line("before", 1) + encodeEvent({ id: newEventId(), at: 1_700_000_000_002, type: "review.used", principal_subject: "s", principal_name: "S", connection: "c", session_id: null, decision: "allow", rule: "r", data: huge }) + line("after", 3));
+    w.close();
+    const w2 = new JournalWriter(file, { segment: 0, offset: 0 });
+    w2.write(line("next", 4));
+    w2.close();
+    try {
+      const ingester = new JournalIngester(store.sqlite!, file);
+      for (let i = 0; ingester.step(undefined).more; i++) assert.ok(i < 100, "ingestion ends");
+      const rows = await store.db.selectFrom("audit_events").select(["type", sql<number>`length(data)`.as("n")]).orderBy("seq").execute();
+      assert.deepEqual(rows.map((r) => r.type), ["before", "review.used", "after", "next"]);
+      assert.equal(Number(rows[1]!.n), huge.length);
     } finally {
       await store.close();
     }

@@ -31,10 +31,9 @@ const INGEST_BATCH = 2000;
 /**
  * Bytes of a segment read per pass. A pass takes at most INGEST_BATCH lines, so reading all the
  * rest of a segment each time made catching up a backlog quadratic in the segment's size; a line
- * longer than this is read by growing the read, up to MAX_READ_BYTES.
+ * longer than this (an approved statement of many megabytes, say) is read by growing the read.
  */
 const READ_BYTES = 4 * 1024 * 1024;
-const MAX_READ_BYTES = 64 * 1024 * 1024;
 const PROGRESS_KEY = "audit.journal";
 
 export interface JournalPosition {
@@ -227,8 +226,7 @@ export class JournalIngester {
       const size = statSync(path).size;
       const rows: (EventFields & { id: string })[] = [];
       let end = from;
-      // Whether this pass saw all of the segment there was (or all it can: a line longer than
-      // MAX_READ_BYTES is never complete).
+      // Whether this pass saw all of the segment there was.
       let complete = true;
       if (size > from) {
         let want = Math.min(size - from, this.#readBytes);
@@ -238,7 +236,7 @@ export class JournalIngester {
             // Not zero-filled: only the n bytes read are looked at.
             const buf = Buffer.allocUnsafe(want);
             const n = readSync(fd, buf, 0, want, from);
-            complete = n < want || from + n >= size || want >= MAX_READ_BYTES;
+            complete = n < want || from + n >= size;
             let start = 0;
             while (rows.length < INGEST_BATCH) {
               const nl = buf.indexOf(0x0a, start);
@@ -249,7 +247,7 @@ export class JournalIngester {
             end = from + start;
             // A line longer than the read: read more at once.
             if (rows.length || complete) break;
-            want = Math.min(size - from, want * 4, MAX_READ_BYTES);
+            want = Math.min(size - from, want * 4);
           }
         } finally {
           closeSync(fd);
