@@ -14,6 +14,7 @@ import { connect as netConnect, type Socket } from "node:net";
 import { Readable } from "node:stream";
 import { connect as tlsConnect } from "node:tls";
 import type { CancelSignal } from "../domain/cancel.ts";
+import { Deadline } from "../protocols/deadline.ts";
 import { ChunkedDecoder, encodeChunk, type Framing, type HeaderMap, headerLines, HttpSyntaxError, keepAlive, LAST_CHUNK, parseResponseHead, type ResponseHead, responseFraming } from "../protocols/http/h1.ts";
 
 export interface UpstreamTarget {
@@ -66,8 +67,6 @@ const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"])
 const IDLE_MS = 30_000;
 const MAX_IDLE_PER_KEY = 64;
 const EMPTY = Buffer.alloc(0);
-/** The longest delay setTimeout takes (2^31 − 1 ms); a longer deadline is reached in steps. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Response heads up to this size are remembered per socket (see UpConn.#parseHead). */
 const MAX_CACHED_HEAD = 4096;
 
@@ -75,8 +74,6 @@ interface Pending {
   method: string;
   resolve(r: UpstreamResponse): void;
   reject(e: Error): void;
-  /** The response head is due by this time (performance.now(); 0 once it came). */
-  headDue: number;
   headersTimeoutMs: number;
   /** Set once the response head was handed out. */
   body?: Readable | undefined;
@@ -97,13 +94,11 @@ class UpConn {
   cur: Pending | undefined;
   idleSince = 0;
   dead = false;
-  /**
-   * One Timeout per socket for the response-head deadline of its request: it stays scheduled
-   * across requests and, firing early, sleeps again for the rest (a setTimeout and a
-   * clearTimeout per request cost more than the check).
-   */
-  #timer: NodeJS.Timeout | undefined;
-  #timerAt = 0;
+  /** The response-head timeout of the request in flight (one per socket, across its requests). */
+  readonly headTimeout = new Deadline(() => {
+    const p = this.cur;
+    if (p && !this.dead) this.fail(new UpstreamError(`no response head within ${p.headersTimeoutMs / 1000} s`, "ETIMEDOUT"));
+  });
   /**
    * The last response head this socket parsed: its bytes, and the result (frozen). A target
    * answers an endpoint with the same head, byte for byte, until its Date changes — so a head that
@@ -122,35 +117,6 @@ class UpConn {
     socket.on("end", () => this.onEnd());
     socket.on("close", () => this.fail(new UpstreamError("the target closed the connection", "ECONNRESET")));
   }
-
-  /** Hold `p` to its response-head deadline. */
-  watch(p: Pending): void {
-    if (this.#timer && this.#timerAt <= p.headDue) return;
-    this.#schedule(p.headDue - performance.now());
-  }
-
-  #schedule(ms: number): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    const delay = Math.min(ms, MAX_TIMER_MS);
-    this.#timerAt = performance.now() + delay;
-    this.#timer = setTimeout(this.#onTimer, delay);
-    // A request in flight keeps the process alive by its socket; an idle pooled one must not.
-    this.#timer.unref();
-  }
-
-  stopTimer(): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = undefined;
-  }
-
-  readonly #onTimer = (): void => {
-    this.#timer = undefined;
-    const p = this.cur;
-    if (!p || p.headDue === 0 || this.dead) return;
-    const left = p.headDue - performance.now();
-    if (left > 0) this.#schedule(left);
-    else this.fail(new UpstreamError(`no response head within ${p.headersTimeoutMs / 1000} s`, "ETIMEDOUT"));
-  };
 
   #parseHead(): ResponseHead | undefined {
     const buf = this.buf;
@@ -180,7 +146,7 @@ class UpConn {
   fail(e: Error): void {
     if (this.dead) return;
     this.dead = true;
-    this.stopTimer();
+    this.headTimeout.stop();
     this.pool.forget(this);
     this.socket.destroy();
     const p = this.cur;
@@ -216,7 +182,7 @@ class UpConn {
       if (head.status < 200) continue; // 100 Continue, 103 Early Hints: interim, not forwarded
       p.head = head;
       p.framing = responseFraming(head, p.method);
-      p.headDue = 0;
+      this.headTimeout.disarm();
       if (p.framing.kind === "length") p.remaining = p.framing.length;
       else if (p.framing.kind === "chunked") p.decoder = new ChunkedDecoder(502);
       p.parts = [];
@@ -289,7 +255,7 @@ class UpConn {
     }
     else {
       this.dead = true;
-      this.stopTimer();
+      this.headTimeout.stop();
       this.pool.forget(this);
       this.socket.destroy();
     }
@@ -362,7 +328,7 @@ export class H1Pool {
   release(c: UpConn): void {
     if (this.#closed) {
       c.dead = true;
-      c.stopTimer();
+      c.headTimeout.stop();
       c.socket.destroy();
       return;
     }
@@ -373,7 +339,7 @@ export class H1Pool {
     }
     if (list.length >= MAX_IDLE_PER_KEY) {
       c.dead = true;
-      c.stopTimer();
+      c.headTimeout.stop();
       c.socket.destroy();
       return;
     }
@@ -433,14 +399,14 @@ export class H1Pool {
         reject(new UpstreamError("the connection to the target failed", "ECONNRESET"));
         return;
       }
-      const p: Pending = { method: r.method, resolve, reject, headDue: performance.now() + r.headersTimeoutMs, headersTimeoutMs: r.headersTimeoutMs, remaining: 0, got: 0, sending: !Buffer.isBuffer(r.body) };
+      const p: Pending = { method: r.method, resolve, reject, headersTimeoutMs: r.headersTimeoutMs, remaining: 0, got: 0, sending: !Buffer.isBuffer(r.body) };
       c.cur = p;
       c.buf = EMPTY;
       if (r.signal) {
         if (r.signal.aborted) return c.fail(new UpstreamError("the caller went away", "ECANCELED"));
         r.signal.addEventListener("abort", () => c.cur === p && c.fail(new UpstreamError("the caller went away", "ECANCELED")), { once: true });
       }
-      c.watch(p);
+      c.headTimeout.arm(r.headersTimeoutMs);
       let framing = "";
       const body = r.body;
       if (Buffer.isBuffer(body)) {

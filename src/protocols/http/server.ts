@@ -16,6 +16,7 @@ import { Readable } from "node:stream";
 import { problemOf } from "../../api/problem.ts";
 import { ERRORS } from "../../domain/errors.ts";
 import { STATUS_CODES } from "node:http";
+import { Deadline } from "../deadline.ts";
 import { ChunkedDecoder, connectionTokens, DEFAULT_HEAD_LIMITS, encodeChunk, type Framing, type HeaderMap, type HeadLimits, headerLines, HttpSyntaxError, keepAlive, LAST_CHUNK, parseRequestHead, type RequestHead, requestFraming } from "./h1.ts";
 
 export interface H1ServerOptions extends Partial<HeadLimits> {
@@ -33,8 +34,6 @@ export interface H1Handlers {
   rejected?(conn: H1Connection, e: HttpSyntaxError): void;
 }
 
-/** The longest delay setTimeout takes (2^31 − 1 ms); a longer deadline is reached in steps. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Unread request bytes held while nothing consumes them; beyond this the socket pauses. */
 const HIGH_WATER = 64 * 1024;
 /** A body the handler left unread is skipped up to this size; a longer one closes the connection. */
@@ -250,12 +249,9 @@ export class H1Connection {
   readonly #idleTimeoutMs: number;
   #buf: Buffer = Buffer.alloc(0);
   #state = State.Head;
-  #timer: NodeJS.Timeout | undefined;
-  /** When the scheduled Timeout fires. */
-  #timerAt = 0;
+  /** Which timeout runs (idle between requests, head while one arrives), and its deadline. */
   #timerKind: "idle" | "head" | undefined;
-  /** When the running timeout (#timerKind) expires. */
-  #deadline = 0;
+  readonly #timeout = new Deadline(() => this.#onTimeout());
   // the request in progress
   #res: H1Response | undefined;
   #remaining = 0;
@@ -297,48 +293,25 @@ export class H1Connection {
     else this.#onClose.push(fn);
   }
 
-  /**
-   * Start the idle or head timeout (unless that one is running). Requests come and go far more
-   * often than timeouts fire, so arming only moves a deadline: the one Timeout stays scheduled,
-   * and when it fires before the deadline it sleeps again for the rest (setTimeout and
-   * clearTimeout per request were a measurable part of a small request's cost).
-   */
+  /** Start the idle or head timeout (unless that one is running). */
   #arm(kind: "idle" | "head"): void {
     if (this.#timerKind === kind) return;
     this.#timerKind = kind;
-    const ms = kind === "idle" ? this.#idleTimeoutMs : this.#headersTimeoutMs;
-    this.#deadline = performance.now() + ms;
-    if (this.#timer && this.#timerAt <= this.#deadline) return;
-    this.#schedule(ms);
+    this.#timeout.arm(kind === "idle" ? this.#idleTimeoutMs : this.#headersTimeoutMs);
   }
 
-  #schedule(ms: number): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    const delay = Math.min(ms, MAX_TIMER_MS);
-    this.#timerAt = performance.now() + delay;
-    this.#timer = setTimeout(this.#onTimeout, delay);
-    this.#timer.unref();
-  }
-
-  /** No timeout runs (the scheduled Timeout, if any, finds nothing to do). */
   #disarm(): void {
     this.#timerKind = undefined;
+    this.#timeout.disarm();
   }
 
-  readonly #onTimeout = (): void => {
-    this.#timer = undefined;
+  #onTimeout(): void {
     const kind = this.#timerKind;
-    if (kind === undefined || this.#closed) return;
-    const left = this.#deadline - performance.now();
-    if (left > 0) {
-      this.#schedule(left);
-      return;
-    }
     this.#timerKind = undefined;
-    if (this.#state !== State.Head) return;
+    if (this.#closed || this.#state !== State.Head) return;
     if (kind === "head") this.#reject(new HttpSyntaxError(408, `the request head did not arrive within ${this.#headersTimeoutMs / 1000} s`));
-    else this.socket.destroy();
-  };
+    else if (kind === "idle") this.socket.destroy();
+  }
 
   readonly #onData = (chunk: Buffer): void => {
     this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
@@ -370,9 +343,8 @@ export class H1Connection {
     this.#closed = true;
     const upgraded = this.#state === State.Upgraded;
     this.#state = State.Closed;
-    this.#disarm();
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#timerKind = undefined;
+    this.#timeout.stop();
     if (!upgraded) {
       this.#onDrain();
       const sink = this.#sink;
