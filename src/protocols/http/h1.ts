@@ -110,17 +110,14 @@ const MAX_CACHED_NAMES = 512;
 const MAX_CACHED_NAME = 64;
 
 function fieldName(name: string): string {
-  let lower = fieldNames.get(name);
-  if (lower === undefined) {
-    if (!TOKEN.test(name)) throw new HttpSyntaxError(400, `an invalid header field name ${JSON.stringify(name.slice(0, 40))} (no white space before the colon)`);
-    lower = name.toLowerCase();
-    if (name.length <= MAX_CACHED_NAME) {
-      if (fieldNames.size >= MAX_CACHED_NAMES) fieldNames.clear();
-      const own = Buffer.from(name, "latin1").toString("latin1");
-      lower = own.toLowerCase();
-      fieldNames.set(own, lower);
-    }
-  }
+  const cached = fieldNames.get(name);
+  if (cached !== undefined) return cached;
+  if (!TOKEN.test(name)) throw new HttpSyntaxError(400, `an invalid header field name ${JSON.stringify(name.slice(0, 40))} (no white space before the colon)`);
+  if (name.length > MAX_CACHED_NAME) return name.toLowerCase();
+  if (fieldNames.size >= MAX_CACHED_NAMES) fieldNames.clear();
+  const own = Buffer.from(name, "latin1").toString("latin1");
+  const lower = own.toLowerCase();
+  fieldNames.set(own, lower);
   return lower;
 }
 
