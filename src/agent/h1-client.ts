@@ -133,6 +133,14 @@ class UpConn {
     return head;
   }
 
+  /** Never to be used again: out of the pool, its timeout stopped, its socket destroyed. */
+  discard(): void {
+    this.dead = true;
+    this.headTimeout.stop();
+    this.pool.forget(this);
+    this.socket.destroy();
+  }
+
   onEnd(): void {
     const p = this.cur;
     // A close-delimited body ends here.
@@ -145,10 +153,7 @@ class UpConn {
 
   fail(e: Error): void {
     if (this.dead) return;
-    this.dead = true;
-    this.headTimeout.stop();
-    this.pool.forget(this);
-    this.socket.destroy();
+    this.discard();
     const p = this.cur;
     this.cur = undefined;
     if (!p) return;
@@ -253,12 +258,7 @@ class UpConn {
       if (this.socket.isPaused()) this.socket.resume();
       this.pool.release(this);
     }
-    else {
-      this.dead = true;
-      this.headTimeout.stop();
-      this.pool.forget(this);
-      this.socket.destroy();
-    }
+    else this.discard();
   }
 }
 
@@ -327,9 +327,7 @@ export class H1Pool {
 
   release(c: UpConn): void {
     if (this.#closed) {
-      c.dead = true;
-      c.headTimeout.stop();
-      c.socket.destroy();
+      c.discard();
       return;
     }
     let list = this.#idle.get(c.key);
@@ -338,9 +336,7 @@ export class H1Pool {
       this.#idle.set(c.key, list);
     }
     if (list.length >= MAX_IDLE_PER_KEY) {
-      c.dead = true;
-      c.headTimeout.stop();
-      c.socket.destroy();
+      c.discard();
       return;
     }
     c.idleSince = Date.now();
