@@ -78,18 +78,10 @@ export function canonicalJson(v: unknown): string {
   return out ? `${out}}` : "{}";
 }
 
-/** `"key":` of each field an event's hash covers. */
-const K_AT = keyPrefix("at");
-const K_CONNECTION = keyPrefix("connection");
-const K_DATA = keyPrefix("data");
-const K_DECISION = keyPrefix("decision");
-const K_ID = keyPrefix("id");
-const K_PRINCIPAL_NAME = keyPrefix("principal_name");
-const K_PRINCIPAL_SUBJECT = keyPrefix("principal_subject");
-const K_RULE = keyPrefix("rule");
-const K_SEQ = keyPrefix("seq");
-const K_SESSION_ID = keyPrefix("session_id");
-const K_TYPE = keyPrefix("type");
+/** The fields an event's hash covers, in canonical (sorted) order, with their JSON keys. */
+const HASHED: ReadonlyArray<readonly [keyof AuditRecord, string]> = (
+  ["at", "connection", "data", "decision", "id", "principal_name", "principal_subject", "rule", "seq", "session_id", "type"] as const
+).map((k) => [k, keyPrefix(k)] as const);
 
 function textOrNull(v: unknown): v is string | null {
   return v === null || typeof v === "string";
@@ -100,22 +92,14 @@ function quoted(v: string | null): string {
   return v === null ? "null" : `"${v}"`;
 }
 
-/** One field of the hashed object: `,"key":value` (`{` first), nothing when undefined. */
-function member(body: string, prefix: string, v: unknown): string {
-  if (v === undefined) return body;
-  // The common column types without canonicalJson's dispatch; the same text it writes.
-  const text = typeof v === "string" ? jsonString(v) : v === null ? "null" : typeof v === "number" ? (Number.isFinite(v) ? `${v}` : "null") : canonicalJson(v);
-  return `${body ? `${body},` : "{"}${prefix}${text}`;
-}
-
 // One-shot hashing (Node ≥ 20.12) skips the Hash object; older 20.x falls back to createHash.
 const sha256 = typeof crypto.hash === "function" ? (s: string) => crypto.hash("sha256", s, "hex") : (s: string) => crypto.createHash("sha256").update(s).digest("hex");
 
 /**
  * SHA-256 (hex) of `prev_hash`, a newline, and the canonical JSON of the event's fields (all but
- * prev_hash and hash). Built field by field in the canonical (sorted) order, each read by name (a
- * loop over key names made every read a megamorphic keyed load on the writer thread): the same
- * bytes as canonicalJson over an object of those fields.
+ * prev_hash and hash): the same bytes as canonicalJson over an object of those fields. The common
+ * event (every column of its usual type) is written by one template — the audit writer thread
+ * hashes every event; the rest field by field.
  */
 export function hashEvent(e: Omit<AuditRecord, "hash">): string {
   const { at, connection, data, decision, id, principal_name, principal_subject, rule, seq, session_id, type, prev_hash } = e;
@@ -142,17 +126,13 @@ export function hashEvent(e: Omit<AuditRecord, "hash">): string {
       `${prev_hash}\n{"at":${at},"connection":${quoted(connection)},"data":${jsonString(data)},"decision":${quoted(decision)},"id":"${id}","principal_name":${quoted(principal_name)},"principal_subject":${quoted(principal_subject)},"rule":${quoted(rule)},"seq":${seq},"session_id":${quoted(session_id)},"type":"${type}"}`,
     );
   }
-  let body = member("", K_AT, e.at);
-  body = member(body, K_CONNECTION, e.connection);
-  body = member(body, K_DATA, e.data);
-  body = member(body, K_DECISION, e.decision);
-  body = member(body, K_ID, e.id);
-  body = member(body, K_PRINCIPAL_NAME, e.principal_name);
-  body = member(body, K_PRINCIPAL_SUBJECT, e.principal_subject);
-  body = member(body, K_RULE, e.rule);
-  body = member(body, K_SEQ, e.seq);
-  body = member(body, K_SESSION_ID, e.session_id);
-  body = member(body, K_TYPE, e.type);
+  // Anything else (a field missing or of another type): field by field, as canonicalJson does.
+  let body = "";
+  for (const [k, prefix] of HASHED) {
+    const v = e[k as keyof typeof e];
+    if (v === undefined) continue;
+    body += `${body ? "," : "{"}${prefix}${canonicalJson(v)}`;
+  }
   body = body ? `${body}}` : "{}";
   // One string hashes to the same bytes as the three updates did (UTF-8 of a concatenation is the
   // concatenation of the UTF-8 when no surrogate pair is split at a seam, and "\n" is none). A
