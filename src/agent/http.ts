@@ -71,6 +71,9 @@ function latin1(v: string): string {
   return /^[\x20-\xff]*$/.test(v) ? v : Buffer.from(v, "utf8").toString("latin1");
 }
 
+/** A connection's target as parsed from its URL: where to dial, and the path prefix. */
+type ParsedTarget = { upstream: UpstreamTarget; basePath: string };
+
 export class HttpForwarder {
   readonly #pool = new H1Pool();
   readonly #targets = new Map<string, { url: string; caRef: string | undefined; timeout: number; basePath: string; upstream: UpstreamTarget }>();
@@ -141,7 +144,7 @@ export class HttpForwarder {
     return this.#withTarget(name, t, target, req);
   }
 
-  #withTarget(name: string, t: HttpTarget, target: { upstream: UpstreamTarget; basePath: string }, req: HttpForwardRequest): Promise<HttpForwardResponse> {
+  #withTarget(name: string, t: HttpTarget, target: ParsedTarget, req: HttpForwardRequest): Promise<HttpForwardResponse> {
     const headers = endToEnd(req.headers, NOT_TO_TARGET);
     headers.via = "1.1 gatehouse";
     const credential = this.#credential(t, headers);
@@ -149,7 +152,7 @@ export class HttpForwarder {
     return this.#send(name, t, target, req, headers);
   }
 
-  #send(name: string, t: HttpTarget, target: { upstream: UpstreamTarget; basePath: string }, req: HttpForwardRequest, headers: Record<string, string | string[]>): Promise<HttpForwardResponse> {
+  #send(name: string, t: HttpTarget, target: ParsedTarget, req: HttpForwardRequest, headers: Record<string, string | string[]>): Promise<HttpForwardResponse> {
     const declared = req.headers["content-length"];
     const length = Buffer.isBuffer(req.body) ? undefined : (req.length ?? (typeof declared === "string" && /^\d+$/.test(declared) ? Number(declared) : undefined));
     return this.#pool.request(target.upstream, { method: req.method, path: `${target.basePath}${req.target}`, headers, body: req.body, length, signal: req.signal, headersTimeoutMs: t.timeout * 1000 }).then(
@@ -167,13 +170,13 @@ export class HttpForwarder {
   }
 
   /** The connection's target as parsed before, if its settings have not changed since. */
-  #cachedTarget(name: string, t: HttpTarget): { upstream: UpstreamTarget; basePath: string } | undefined {
+  #cachedTarget(name: string, t: HttpTarget): ParsedTarget | undefined {
     const cached = this.#targets.get(name);
     return cached && cached.url === t.url && cached.caRef === t.ca && cached.timeout === t.timeout ? cached : undefined;
   }
 
   /** Where a connection's target is, parsed once per URL (and its CA resolved once). */
-  async #target(name: string, t: HttpTarget): Promise<{ upstream: UpstreamTarget; basePath: string }> {
+  async #target(name: string, t: HttpTarget): Promise<ParsedTarget> {
     const cached = this.#cachedTarget(name, t);
     if (cached) return cached;
     const base = new URL(t.url);
