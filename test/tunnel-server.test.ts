@@ -4,7 +4,10 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import WebSocket from "ws";
+import { once } from "node:events";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import WebSocket, { WebSocketServer } from "ws";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,7 +17,7 @@ import { AgentClient } from "../src/tunnel/agent-client.ts";
 import { TargetPins } from "../src/tunnel/agent-targets.ts";
 import { clientCredentialsTokenSource } from "../src/tunnel/client-credentials.ts";
 import { AgentDirectory } from "../src/tunnel/directory.ts";
-import { decodeFrame, encodeControl, type Frame } from "../src/tunnel/frames.ts";
+import { decodeFrame, decodeMessage, encodeControl, type Frame, FrameType } from "../src/tunnel/frames.ts";
 import { connectGateway, runProcess, waitFor } from "./helpers/clients.ts";
 import { startTestGateway, type TestGateway } from "./helpers/gateway.ts";
 import { gitServer, REPO_SECRET, seedRepository } from "./helpers/git.ts";
@@ -40,7 +43,7 @@ describe("tunnel endpoint", () => {
   async function raw(token: string | undefined): Promise<{ ws: WebSocket; frames: Frame[]; closed: Promise<number>; status?: number }> {
     const ws = new WebSocket(url(), token ? { headers: { authorization: `Bearer ${token}` } } : {});
     const frames: Frame[] = [];
-    ws.on("message", (d) => frames.push(decodeFrame(d as Buffer)));
+    ws.on("message", (d) => frames.push(...decodeMessage(d as Buffer)));
     ws.on("error", () => {});
     const closed = new Promise<number>((r) => ws.once("close", (code) => r(code)));
     const status = await new Promise<number | undefined>((resolve) => {
@@ -82,6 +85,15 @@ describe("tunnel endpoint", () => {
       c.ws.close();
       await c.closed;
     }
+    // Several frames per message only for an agent that says it reads them (this one does; the
+    // two above, like agents older than BATCH, are sent one frame per message).
+    const c = await raw(secret);
+    c.ws.send(encodeControl("HELLO", 0, { versions: [1, 1], software: "x", capabilities: ["postgres", "batch"] }));
+    await waitFor(() => c.frames.find((f) => f.type === "WELCOME"), "WELCOME");
+    const w = c.frames.find((f) => f.type === "WELCOME") as unknown as { body: { capabilities: string[] } };
+    assert.deepEqual(w.body.capabilities, ["postgres", "batch"]);
+    c.ws.close();
+    await c.closed;
   });
 
   test("frames before HELLO, or frames only a gateway sends, end the tunnel", async () => {
@@ -417,30 +429,35 @@ describe("an agent's targets file (pinning) against a gateway that names other t
     assert.deepEqual(seen.at(-1), ["attacker", "Bearer other-key", "/x"]);
   });
 
-  test("the caller's token and cookies never cross the tunnel: what an agent is sent", async () => {
-    // A raw agent that records every frame the gateway sends it.
-    const ws = new WebSocket(`${t.gw.apiUrl.replace("http:", "ws:")}/api/v1/agents/tunnel`, { headers: { authorization: `Bearer ${spySecret}` } });
-    const frames: Buffer[] = [];
-    ws.on("message", (d) => {
-      const buf = d as Buffer;
-      frames.push(buf);
-      const f = decodeFrame(buf);
-      if (f.type === "OPEN") ws.send(encodeControl("OPEN_FAILED", f.stream, { code: "GH-HTTP-005", message: "spy" }));
+  for (const batch of [false, true])
+    test(`the caller's token and cookies never cross the tunnel: what an agent is sent${batch ? " (frames batched)" : ""}`, async () => {
+      // A raw agent that records every frame the gateway sends it.
+      const ws = new WebSocket(`${t.gw.apiUrl.replace("http:", "ws:")}/api/v1/agents/tunnel`, { headers: { authorization: `Bearer ${spySecret}` } });
+      const messages: Buffer[] = [];
+      ws.on("message", (d) => {
+        const buf = d as Buffer;
+        messages.push(buf);
+        for (const f of decodeMessage(buf)) if (f.type === "OPEN") ws.send(encodeControl("OPEN_FAILED", f.stream, { code: "GH-HTTP-005", message: "spy" }));
+      });
+      await new Promise((r) => ws.once("open", r));
+      ws.send(encodeControl("HELLO", 0, { versions: [1, 1], software: "spy", capabilities: batch ? ["http", "batch"] : ["http"] }));
+      await waitFor(() => messages.some((b) => decodeFrame(b).type === "WELCOME"), "WELCOME");
+      const token = await t.agentToken();
+      const res = await fetch(`http://127.0.0.1:${t.gw.http!.port}/spy/x`, { headers: { authorization: `Bearer ${token}`, cookie: "session=caller-cookie", "x-gatehouse-token": token, "x-trace": "kept" } });
+      assert.equal(res.status, 502);
+      const open = messages.flatMap((b) => decodeMessage(b)).find((f) => f.type === "OPEN") as unknown as { body: { request: { headers: Record<string, string> } } };
+      assert.equal(open.body.request.headers["x-trace"], "kept");
+      for (const h of ["authorization", "cookie", "x-gatehouse-token"]) assert.equal(open.body.request.headers[h], undefined, h);
+      const everything = Buffer.concat(messages);
+      assert.equal(everything.indexOf(token.split(".")[2]!), -1, "not even the token's signature");
+      assert.equal(everything.indexOf("caller-cookie"), -1);
+      // The OPEN and the CLOSE of the bodiless request's stream: one BATCH for an agent that
+      // announced "batch", two messages of one frame each for one that did not.
+      const batches = messages.filter((b) => b[0] === FrameType.BATCH);
+      if (batch) assert.deepEqual(batches.flatMap((b) => decodeMessage(b).map((f) => f.type)), ["OPEN", "CLOSE"]);
+      else assert.equal(batches.length, 0);
+      ws.close();
     });
-    await new Promise((r) => ws.once("open", r));
-    ws.send(encodeControl("HELLO", 0, { versions: [1, 1], software: "spy", capabilities: ["http"] }));
-    await waitFor(() => frames.some((b) => decodeFrame(b).type === "WELCOME"), "WELCOME");
-    const token = await t.agentToken();
-    const res = await fetch(`http://127.0.0.1:${t.gw.http!.port}/spy/x`, { headers: { authorization: `Bearer ${token}`, cookie: "session=caller-cookie", "x-gatehouse-token": token, "x-trace": "kept" } });
-    assert.equal(res.status, 502);
-    const open = frames.map((b) => decodeFrame(b)).find((f) => f.type === "OPEN") as unknown as { body: { request: { headers: Record<string, string> } } };
-    assert.equal(open.body.request.headers["x-trace"], "kept");
-    for (const h of ["authorization", "cookie", "x-gatehouse-token"]) assert.equal(open.body.request.headers[h], undefined, h);
-    const everything = Buffer.concat(frames);
-    assert.equal(everything.indexOf(token.split(".")[2]!), -1, "not even the token's signature");
-    assert.equal(everything.indexOf("caller-cookie"), -1);
-    ws.close();
-  });
 });
 
 describe("git pushes through a network-resident agent", () => {
@@ -491,4 +508,54 @@ describe("git pushes through a network-resident agent", () => {
     assert.notEqual(forced.code, 0);
     assert.match(forced.stderr, /\[remote rejected\] main -> main \(GH-POLICY-001 .*no force pushes/);
   });
+});
+
+describe("an agent batches its frames only for a gateway that reads BATCH", () => {
+  for (const gatewayBatches of [true, false])
+    test(`a gateway that ${gatewayBatches ? "offers" : "does not offer"} "batch" gets an HTTP answer as ${gatewayBatches ? "one BATCH" : "a message per frame"}`, async () => {
+      // The target, and a raw gateway that speaks the tunnel by hand.
+      const target = createServer((_req, res) => res.end("hello"));
+      target.listen(0, "127.0.0.1");
+      await once(target, "listening");
+      const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, path: "/api/v1/agents/tunnel" });
+      await once(wss, "listening");
+      const messages: Buffer[] = [];
+      wss.on("connection", (ws) => {
+        ws.on("message", (d) => {
+          const buf = d as Buffer;
+          const frames = decodeMessage(buf);
+          if (frames[0]!.type === "HELLO") {
+            const asked = (frames[0] as unknown as { body: { capabilities: string[] } }).body.capabilities;
+            assert.ok(asked.includes("batch"), "the agent says it reads BATCH");
+            ws.send(encodeControl("WELCOME", 0, { version: 1, capabilities: gatewayBatches ? ["http", "batch"] : ["http"], heartbeatMs: 60_000, window: 1 << 20, agent: "edge", connections: ["svc"] }));
+            ws.send(encodeControl("OPEN", 1, { connection: "svc", protocol: "http", target: { url: `http://127.0.0.1:${(target.address() as AddressInfo).port}` }, request: { method: "GET", target: "/x", headers: {}, length: 0 } }));
+            ws.send(encodeControl("CLOSE", 1, {}));
+            return;
+          }
+          messages.push(buf);
+        });
+      });
+      const agent = new AgentClient({ gateway: `http://127.0.0.1:${(wss.address() as AddressInfo).port}`, token: "gha_test", logger: silent, version: "test" });
+      agent.start();
+      try {
+        await waitFor(() => messages.flatMap((m) => decodeMessage(m)).some((f) => f.type === "CLOSE"), "the answer");
+        const frames = messages.flatMap((m) => decodeMessage(m));
+        assert.deepEqual(
+          frames.map((f) => f.type),
+          ["OPENED", "DATA", "CLOSE"],
+        );
+        assert.equal((frames[1] as { data: Buffer }).data.toString(), "hello");
+        if (gatewayBatches) {
+          assert.equal(messages.length, 1, "three frames, one message");
+          assert.equal(messages[0]![0], FrameType.BATCH);
+        } else {
+          assert.equal(messages.length, 3, "an older gateway is sent single frames");
+          for (const m of messages) decodeFrame(m);
+        }
+      } finally {
+        await agent.stop();
+        await new Promise((r) => wss.close(r));
+        target.close();
+      }
+    });
 });

@@ -184,7 +184,7 @@ export class AgentClient {
         },
       });
       this.#mux = mux;
-      mux.control("HELLO", { versions: [MIN_TUNNEL_VERSION, TUNNEL_VERSION], agent: hostname(), software: this.#o.version, node: process.version, capabilities: ["postgres", "cancel", "health", "http", "git"] });
+      mux.control("HELLO", { versions: [MIN_TUNNEL_VERSION, TUNNEL_VERSION], agent: hostname(), software: this.#o.version, node: process.version, capabilities: ["postgres", "cancel", "health", "http", "git", "batch"] });
     });
     ws.on("close", () => {
       this.#mux = undefined;
@@ -198,6 +198,8 @@ export class AgentClient {
         this.#attempt = 0;
         // The gateway's flow-control window for every stream (both ends must agree).
         if (typeof f.body.window === "number") mux.setWindow(f.body.window);
+        // Several frames per message only to a gateway that reads them (an older one does not).
+        if (Array.isArray(f.body.capabilities) && f.body.capabilities.includes("batch")) mux.enableBatching();
         this.connections = Array.isArray(f.body.connections) ? (f.body.connections as string[]) : [];
         this.#o.logger.info({ gateway: this.#url, agent: f.body.agent, version: f.body.version, connections: this.connections }, "connected to the gateway");
         this.#set("connected");

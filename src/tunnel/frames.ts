@@ -4,6 +4,11 @@
 //   stream    u32 BE   0 for the control channel, else a stream id (odd: opened by the gateway)
 //   payload   the rest (raw bytes for DATA, u32 BE credit for WINDOW, UTF-8 JSON otherwise)
 //
+// Or, between peers that both announced the "batch" capability, one BATCH message carries several
+// frames (stream 0; payload: for each frame, its length as u32 BE and then the frame itself): an
+// HTTP exchange is six small frames, and each WebSocket message costs both ends more than its
+// bytes do. A BATCH never holds another BATCH.
+//
 // Pure: encode and decode, with every malformed input refused as a TunnelProtocolError (the
 // tunnel is then closed; a peer that cannot frame cannot be trusted to keep streams apart).
 
@@ -26,10 +31,12 @@ export const FrameType = {
   PONG: 11, // both, stream 0: { t }
   CANCEL: 12, // gateway → agent, stream 0: { connection, target, processId, secretKey }
   GOODBYE: 13, // both, stream 0: { reason } — e.g. revoked, shutting down
+  BATCH: 14, // both, stream 0: several frames (only to a peer that announced "batch")
 } as const;
-export type FrameTypeName = keyof typeof FrameType;
+/** The frames a message may carry on their own or inside a BATCH (a BATCH is only their envelope). */
+export type FrameTypeName = Exclude<keyof typeof FrameType, "BATCH">;
 const NAMES: string[] = [];
-for (const [k, v] of Object.entries(FrameType)) NAMES[v] = k;
+for (const [k, v] of Object.entries(FrameType)) if (k !== "BATCH") NAMES[v] = k;
 
 export const HEADER_BYTES = 5;
 /** Largest DATA payload a sender puts in one frame. */
@@ -109,4 +116,49 @@ export function decodeFrame(buf: Buffer): Frame {
   }
   if (body === null || typeof body !== "object" || Array.isArray(body)) throw new TunnelProtocolError(`${name} payload must be a JSON object`);
   return { type: name, stream, body: body as Record<string, unknown> };
+}
+
+/** Bytes a frame adds to a BATCH besides itself: its length. */
+export const BATCH_ENTRY_BYTES = 4;
+
+/** Several encoded frames as one BATCH message (each is copied once); at most MAX_FRAME_BYTES in all. */
+export function encodeBatch(frames: readonly Buffer[]): Buffer {
+  let size = 0;
+  for (const f of frames) size += BATCH_ENTRY_BYTES + f.length;
+  if (!frames.length) throw new RangeError("an empty BATCH");
+  if (HEADER_BYTES + size > MAX_FRAME_BYTES) throw new RangeError(`a BATCH of ${HEADER_BYTES + size} bytes exceeds ${MAX_FRAME_BYTES}`);
+  const b = header(FrameType.BATCH, 0, size);
+  let at = HEADER_BYTES;
+  for (const f of frames) {
+    b.writeUInt32BE(f.length, at);
+    f.copy(b, at + BATCH_ENTRY_BYTES);
+    at += BATCH_ENTRY_BYTES + f.length;
+  }
+  return b;
+}
+
+/**
+ * The frames of one WebSocket message: the frame itself, or every frame of a BATCH. All of a
+ * BATCH is decoded before any of it is used: one malformed entry refuses the whole message (the
+ * tunnel is then closed), so a stream never acts on part of what its peer sent together.
+ */
+export function decodeMessage(buf: Buffer): Frame[] {
+  if (buf[0] !== FrameType.BATCH) return [decodeFrame(buf)];
+  if (buf.length > MAX_FRAME_BYTES) throw new TunnelProtocolError(`BATCH of ${buf.length} bytes exceeds ${MAX_FRAME_BYTES}`);
+  if (buf.length < HEADER_BYTES) throw new TunnelProtocolError(`frame of ${buf.length} bytes is shorter than its header`);
+  if (buf.readUInt32BE(1) !== 0) throw new TunnelProtocolError("BATCH belongs to the control channel (stream 0)");
+  const frames: Frame[] = [];
+  let at = HEADER_BYTES;
+  while (at < buf.length) {
+    if (buf.length - at < BATCH_ENTRY_BYTES) throw new TunnelProtocolError("BATCH entry length is truncated");
+    const n = buf.readUInt32BE(at);
+    at += BATCH_ENTRY_BYTES;
+    if (n > buf.length - at) throw new TunnelProtocolError(`BATCH entry of ${n} bytes runs past the message`);
+    const inner = buf.subarray(at, at + n);
+    if (inner[0] === FrameType.BATCH) throw new TunnelProtocolError("a BATCH inside a BATCH");
+    frames.push(decodeFrame(inner));
+    at += n;
+  }
+  if (!frames.length) throw new TunnelProtocolError("an empty BATCH");
+  return frames;
 }

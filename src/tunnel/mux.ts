@@ -6,8 +6,11 @@
 
 import type { WebSocket } from "ws";
 import { GatehouseError } from "../domain/errors.ts";
-import { decodeFrame, encodeControl, type Frame, TunnelProtocolError } from "./frames.ts";
+import { BATCH_ENTRY_BYTES, decodeMessage, encodeBatch, encodeControl, type Frame, HEADER_BYTES, MAX_FRAME_BYTES, TunnelProtocolError } from "./frames.ts";
 import { type StreamSink, TunnelStream } from "./stream.ts";
+
+/** Frames larger than this are sent as messages of their own, not copied into a BATCH. */
+const BATCH_FRAME_BYTES = 16 * 1024;
 
 export interface MuxOptions {
   /** Per-stream flow-control window in bytes (both directions). */
@@ -32,8 +35,13 @@ export class Mux implements StreamSink {
   #lastHeard = Date.now();
   #timer: NodeJS.Timeout;
   #closed = false;
-  /** The socket is corked until the end of this event-loop turn (#cork). */
-  #corked = false;
+  /** The end of this event-loop turn is scheduled (#endOfTurn): the socket is corked, batched frames wait for it. */
+  #turnEnds = false;
+  /** The peer reads BATCH messages. */
+  #batching = false;
+  /** Small frames of this turn, sent as one message at its end. */
+  #batch: Buffer[] = [];
+  #batchBytes = 0;
   /** Why the tunnel ended (set before streams are reset). */
   reason: GatehouseError | undefined;
 
@@ -54,27 +62,56 @@ export class Mux implements StreamSink {
 
   send(frame: Buffer): void {
     if (this.#closed) throw new GatehouseError("AGENT_UNAVAILABLE", "the tunnel is closed");
-    this.#cork();
-    this.#ws.send(frame, { binary: true });
+    this.#endOfTurn();
+    if (!this.#batching || frame.length > BATCH_FRAME_BYTES) {
+      // Alone, after what is batched before it: frames leave in the order they were sent.
+      this.#flushBatch();
+      this.#ws.send(frame, { binary: true });
+      return;
+    }
+    if (HEADER_BYTES + this.#batchBytes + BATCH_ENTRY_BYTES + frame.length > MAX_FRAME_BYTES) this.#flushBatch();
+    this.#batch.push(frame);
+    this.#batchBytes += BATCH_ENTRY_BYTES + frame.length;
+  }
+
+  /**
+   * The peer reads BATCH messages (it announced the "batch" capability): from now on the small
+   * frames of one event-loop turn go as one WebSocket message.
+   */
+  enableBatching(): void {
+    this.#batching = true;
   }
 
   /**
    * Frames sent in one event-loop turn leave in one write: an HTTP exchange is several frames
    * (OPEN, its body, CLOSE; OPENED, DATA, CLOSE), and a socket write — with the wake-up it causes
-   * on the other side — costs far more than the frames. The socket is corked at the turn's first
-   * frame and uncorked in the check phase of the same turn (setImmediate), so nothing waits for a
-   * timer. `_socket` is ws's own field (ws@8); without it frames go out one write each, as before.
+   * on the other side — costs far more than the frames. At the turn's first frame the socket is
+   * corked; in the check phase of the same turn (setImmediate, so nothing waits for a timer) the
+   * batched frames are sent and the socket uncorked. `_socket` is ws's own field (ws@8); without
+   * it unbatched frames go out one write each, as before.
    */
-  #cork(): void {
-    if (this.#corked) return;
+  #endOfTurn(): void {
+    if (this.#turnEnds) return;
+    this.#turnEnds = true;
     const socket = (this.#ws as unknown as { _socket?: { cork(): void; uncork(): void; destroyed: boolean } })._socket;
-    if (!socket || socket.destroyed) return;
-    this.#corked = true;
-    socket.cork();
+    const cork = socket && !socket.destroyed ? socket : undefined;
+    cork?.cork();
     setImmediate(() => {
-      this.#corked = false;
-      socket.uncork();
+      this.#turnEnds = false;
+      this.#flushBatch();
+      cork?.uncork();
     });
+  }
+
+  /** Send what is batched: one frame as itself, several as one BATCH. */
+  #flushBatch(): void {
+    const frames = this.#batch;
+    if (!frames.length) return;
+    this.#batch = [];
+    this.#batchBytes = 0;
+    // Closing: the streams these frames belong to are reset with the tunnel.
+    if (this.#ws.readyState !== this.#ws.OPEN) return;
+    this.#ws.send(frames.length === 1 ? frames[0]! : encodeBatch(frames), { binary: true });
   }
 
   forget(id: number): void {
@@ -111,14 +148,19 @@ export class Mux implements StreamSink {
 
   #onMessage(data: Buffer, isBinary: boolean): void {
     this.#lastHeard = Date.now();
-    let f: Frame;
+    let frames: Frame[];
     try {
       if (!isBinary) throw new TunnelProtocolError("text message on the tunnel");
-      f = decodeFrame(data);
+      frames = decodeMessage(data);
     } catch (e) {
       this.close(new GatehouseError("AGENT_UNAVAILABLE", `tunnel protocol violation: ${(e as Error).message}`), 1002);
       return;
     }
+    // A frame may close the tunnel (a peer breaking the protocol): nothing after it is used.
+    for (let i = 0; i < frames.length && !this.#closed; i++) this.#onFrame(frames[i]!);
+  }
+
+  #onFrame(f: Frame): void {
     switch (f.type) {
       case "DATA": {
         const s = this.streams.get(f.stream);
@@ -164,6 +206,8 @@ export class Mux implements StreamSink {
   /** Close the tunnel; every stream is reset with `reason`. */
   close(reason: GatehouseError, code = 1000): void {
     this.reason ??= reason;
+    // What was sent before (a GOODBYE) goes before the close.
+    this.#flushBatch();
     try {
       this.#ws.close(code, reason.detail.slice(0, 120));
     } catch {

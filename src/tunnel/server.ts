@@ -26,7 +26,7 @@ export const DEFAULT_WINDOW = 1 << 20;
 export const DEFAULT_HEARTBEAT_MS = 10_000;
 const HELLO_TIMEOUT_MS = 10_000;
 /** Capabilities this gateway offers; an agent uses only what both sides list. */
-export const GATEWAY_CAPABILITIES = ["postgres", "cancel", "health", "http", "git"];
+export const GATEWAY_CAPABILITIES = ["postgres", "cancel", "health", "http", "git", "batch"];
 
 export interface TunnelServerDeps {
   directory: AgentDirectory;
@@ -142,6 +142,8 @@ export class TunnelServer {
             }
             agent.links.add(link);
             const capabilities = Array.isArray(b.capabilities) ? GATEWAY_CAPABILITIES.filter((c) => (b.capabilities as unknown[]).includes(c)) : [];
+            // Batched only once the agent has said it reads BATCH (an older agent does not).
+            if (capabilities.includes("batch")) mux.enableBatching();
             mux.control("WELCOME", { version, capabilities, heartbeatMs: this.#d.heartbeatMs ?? DEFAULT_HEARTBEAT_MS, window: this.#d.window ?? DEFAULT_WINDOW, agent: name, connections: this.connectionsOf(name) });
             this.#d.metrics.agentsConnected.set({ agent: name }, [...agent.links].filter((l) => !l.mux.closed).length);
             this.#d.directory.seen(name, address, software).catch(() => {});

@@ -51,6 +51,11 @@ export class TunnelStream extends Duplex {
   // ---------------------------------------------------------------- sending (consumer → peer)
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    // An empty write (a bodiless request's `end(Buffer.alloc(0))`) carries nothing: no frame.
+    if (!chunk.length) {
+      cb();
+      return;
+    }
     this.#queue.push({ chunk, cb });
     this.#pump();
   }

@@ -9,7 +9,7 @@ import { after, before, describe, test } from "node:test";
 import fc from "fast-check";
 import WebSocket, { WebSocketServer } from "ws";
 import { GatehouseError } from "../domain/errors.ts";
-import { decodeFrame, encodeControl, encodeData, encodeWindow, FrameType, HEADER_BYTES, MAX_DATA_BYTES, MAX_FRAME_BYTES, TunnelProtocolError } from "./frames.ts";
+import { decodeFrame, decodeMessage, encodeBatch, encodeControl, encodeData, encodeWindow, type Frame, FrameType, HEADER_BYTES, MAX_DATA_BYTES, MAX_FRAME_BYTES, TunnelProtocolError } from "./frames.ts";
 import { Mux } from "./mux.ts";
 import { tunnelUrl } from "./agent-client.ts";
 import type { TunnelStream } from "./stream.ts";
@@ -58,6 +58,62 @@ describe("frames", () => {
     );
   });
 
+  test("a BATCH carries any frames, in order, and decodes to exactly them", () => {
+    const frame = fc.oneof(
+      fc.tuple(fc.integer({ min: 1, max: 0xffffffff }), fc.uint8Array({ maxLength: 3000 })).map(([s, d]) => encodeData(s, Buffer.from(d))),
+      fc.tuple(fc.integer({ min: 1, max: 0xffffffff }), fc.integer({ min: 1, max: 0xffffffff })).map(([s, c]) => encodeWindow(s, c)),
+      fc.tuple(fc.integer({ min: 1, max: 0xffffffff }), fc.string()).map(([s, r]) => encodeControl("RESET", s, { reason: r })),
+      fc.integer().map((t) => encodeControl("PING", 0, { t })),
+    );
+    fc.assert(
+      fc.property(fc.array(frame, { minLength: 1, maxLength: 30 }), (frames) => {
+        assert.deepEqual(decodeMessage(encodeBatch(frames)), frames.map((f) => decodeFrame(f)));
+      }),
+    );
+    // A message that is not a BATCH is the one frame it holds.
+    assert.deepEqual(decodeMessage(encodeWindow(3, 7)), [{ type: "WINDOW", stream: 3, credit: 7 }]);
+    assert.throws(() => encodeBatch([]), RangeError);
+    assert.throws(() => encodeBatch([encodeData(1, Buffer.alloc(MAX_DATA_BYTES)), encodeData(1, Buffer.alloc(MAX_DATA_BYTES))]), RangeError);
+  });
+
+  test("malformed BATCHes are refused whole", () => {
+    const entry = (f: Buffer) => {
+      const n = Buffer.alloc(4);
+      n.writeUInt32BE(f.length);
+      return Buffer.concat([n, f]);
+    };
+    const batch = (...parts: Buffer[]) => Buffer.concat([Buffer.from([FrameType.BATCH, 0, 0, 0, 0]), ...parts]);
+    const ok = encodeData(1, Buffer.from("x"));
+    const bad: Array<[Buffer, RegExp]> = [
+      [batch(), /empty BATCH/],
+      [batch(entry(ok), Buffer.from([0, 0])), /entry length is truncated/],
+      [batch(Buffer.from([0, 0, 0, 9]), ok), /runs past the message/],
+      [batch(entry(encodeBatch([ok]))), /BATCH inside a BATCH/],
+      [batch(entry(ok), entry(Buffer.from([FrameType.WINDOW, 0, 0, 0, 1, 0, 0, 0, 0]))), /WINDOW of 0/],
+      [batch(entry(ok), entry(Buffer.from([1, 2]))), /shorter than its header/],
+      [batch(entry(ok), entry(Buffer.alloc(0))), /shorter than its header/],
+      [encodeBatch([ok]).fill(7, 4, 5), /control channel/],
+      [Buffer.from([FrameType.BATCH, 0, 0]), /shorter than its header/],
+      [Buffer.concat([Buffer.from([FrameType.BATCH, 0, 0, 0, 0]), Buffer.alloc(MAX_FRAME_BYTES)]), /exceeds/],
+    ];
+    for (const [buf, re] of bad) assert.throws(() => decodeMessage(buf), (e) => e instanceof TunnelProtocolError && re.test(e.message), re.source);
+    // A BATCH is only an envelope: on its own, the frame decoder does not know it.
+    assert.throws(() => decodeFrame(encodeBatch([ok])), /unknown frame type 14/);
+  });
+
+  test("random bytes never crash the message decoder", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 96 }), (b) => {
+        try {
+          decodeMessage(Buffer.concat([Buffer.from([FrameType.BATCH, 0, 0, 0, 0]), Buffer.from(b)]));
+        } catch (e) {
+          assert.ok(e instanceof TunnelProtocolError);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   test("tunnel URLs: https → wss, plaintext only to loopback unless allowed", () => {
     assert.equal(tunnelUrl("https://gw.example.com"), "wss://gw.example.com/api/v1/agents/tunnel");
     assert.equal(tunnelUrl("http://127.0.0.1:8080"), "ws://127.0.0.1:8080/api/v1/agents/tunnel");
@@ -68,21 +124,34 @@ describe("frames", () => {
 });
 
 /** Two Muxes joined by a real WebSocket on loopback. */
-async function pair(window = 64 * 1024, agentWindow = window): Promise<{ gw: Mux; agent: Mux; raw: { gw: WebSocket; agent: WebSocket }; close(): Promise<void> }> {
-  const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
-  await once(wss, "listening");
-  const port = (wss.address() as { port: number }).port;
-  const accepted = once(wss, "connection") as Promise<[WebSocket]>;
-  const client = new WebSocket(`ws://127.0.0.1:${port}`);
-  await once(client, "open");
-  const [server] = await accepted;
+async function pair(window = 64 * 1024, agentWindow = window, batch = false): Promise<{ gw: Mux; agent: Mux; raw: { gw: WebSocket; agent: WebSocket }; close(): Promise<void> }> {
+  const { server, client, close } = await sockets();
   const control = () => {};
   const gw = new Mux(server, { window, heartbeatMs: 60_000, onControl: control });
   const agent = new Mux(client, { window: agentWindow, heartbeatMs: 60_000, onControl: control });
+  if (batch) {
+    gw.enableBatching();
+    agent.enableBatching();
+  }
   return {
     gw,
     agent,
     raw: { gw: server, agent: client },
+    close,
+  };
+}
+
+/** Both ends of a real WebSocket on loopback, not yet in a Mux. */
+async function sockets(): Promise<{ server: WebSocket; client: WebSocket; close(): Promise<void> }> {
+  const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+  await once(wss, "listening");
+  const accepted = once(wss, "connection") as Promise<[WebSocket]>;
+  const client = new WebSocket(`ws://127.0.0.1:${(wss.address() as { port: number }).port}`);
+  await once(client, "open");
+  const [server] = await accepted;
+  return {
+    server,
+    client,
     async close() {
       client.terminate();
       server.terminate();
@@ -98,10 +167,11 @@ async function twin(p: Awaited<ReturnType<typeof pair>>): Promise<[TunnelStream,
   return [g, a];
 }
 
-describe("streams over a real WebSocket", () => {
+for (const batched of [false, true])
+describe(`streams over a real WebSocket${batched ? ", frames batched" : ""}`, () => {
   let p: Awaited<ReturnType<typeof pair>>;
   before(async () => {
-    p = await pair();
+    p = await pair(64 * 1024, 64 * 1024, batched);
   });
   after(async () => {
     await p.close();
@@ -159,8 +229,7 @@ describe("streams over a real WebSocket", () => {
     // tunnel may still be on its way.
     const [g, a] = await twin(p);
     const count = (side: "gw" | "agent") => (data: Buffer) => {
-      const f = decodeFrame(data);
-      if (f.type === "WINDOW" && f.stream === g.id) windows[side]++;
+      for (const f of decodeMessage(data)) if (f.type === "WINDOW" && f.stream === g.id) windows[side]++;
     };
     const [onGw, onAgent] = [count("gw"), count("agent")];
     p.raw.gw.on("message", onGw);
@@ -206,6 +275,9 @@ describe("streams over a real WebSocket", () => {
       const [g, a] = await twin(p);
       const got: Buffer[] = [];
       g.on("data", (b: Buffer) => got.push(b));
+      let messages = 0;
+      const counting = () => messages++;
+      p.raw.gw.on("message", counting);
       await new Promise((r) => setImmediate(r));
       writes = 0;
       for (let i = 0; i < 5; i++) a.write(Buffer.from(`part ${i};`));
@@ -213,6 +285,9 @@ describe("streams over a real WebSocket", () => {
       await new Promise((r) => setImmediate(r));
       assert.equal(writes, 1, "one write for six frames");
       await waitUntil(() => Buffer.concat(got).toString() === "part 0;part 1;part 2;part 3;part 4;");
+      await waitUntil(() => messages >= (batched ? 1 : 6));
+      p.raw.gw.off("message", counting);
+      assert.equal(messages, batched ? 1 : 6, batched ? "one message for six frames" : "a message per frame");
       g.destroy();
     } finally {
       own._write = w;
@@ -249,6 +324,105 @@ describe("streams over a real WebSocket", () => {
     p.agent.send(encodeData(a.id, Buffer.from("late")));
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(p.gw.streams.has(g.id), false);
+  });
+});
+
+describe("batched frames", () => {
+  test("small frames share a message; a large one goes alone, in its place: the stream's bytes stay in order", async () => {
+    const p = await pair(1 << 20, 1 << 20, true);
+    try {
+      const [g, a] = await twin(p);
+      let messages = 0;
+      const counting = () => messages++;
+      p.raw.agent.on("message", counting);
+      const got: Buffer[] = [];
+      a.on("data", (b: Buffer) => got.push(b));
+      const big = Buffer.alloc(40 * 1024, 9);
+      g.write(Buffer.from("a"));
+      g.write(Buffer.from("b"));
+      g.write(big);
+      g.write(Buffer.from("c"));
+      const want = Buffer.concat([Buffer.from("ab"), big, Buffer.from("c")]);
+      await waitUntil(() => Buffer.concat(got).equals(want));
+      assert.equal(messages, 3, "[a, b] as one BATCH, the large frame alone, then [c]");
+      p.raw.agent.off("message", counting);
+      // Many small frames in one turn, more than one message holds: as many BATCHes as needed.
+      got.length = 0;
+      const parts = Array.from({ length: 20 }, (_, i) => Buffer.alloc(10 * 1024, i));
+      for (const part of parts) g.write(part);
+      await waitUntil(() => Buffer.concat(got).equals(Buffer.concat(parts)));
+      // An empty write sends nothing; the end is one CLOSE.
+      const frames: string[] = [];
+      const listing = (d: Buffer) => frames.push(...decodeMessage(d).map((f) => f.type));
+      p.raw.agent.on("message", listing);
+      g.end(Buffer.alloc(0));
+      await waitUntil(() => a.peerDone);
+      assert.deepEqual(frames, ["CLOSE"], "no DATA frame for an empty write");
+      p.raw.agent.off("message", listing);
+      g.destroy();
+    } finally {
+      await p.close();
+    }
+  });
+
+  test("a BATCH with one malformed entry is refused whole: the tunnel closes and no frame of it is used", async () => {
+    const p = await pair(64 * 1024, 64 * 1024, true);
+    try {
+      const [g, a] = await twin(p);
+      const got: Buffer[] = [];
+      g.on("data", (b: Buffer) => got.push(b));
+      const closed = once(g, "close");
+      const good = encodeData(a.id, Buffer.from("must not arrive"));
+      const bad = Buffer.from([FrameType.WINDOW, 0, 0, 0, 1, 0, 0, 0, 0]);
+      const n = Buffer.alloc(4);
+      n.writeUInt32BE(bad.length);
+      p.raw.agent.send(Buffer.concat([encodeBatch([good]), n, bad]), { binary: true });
+      await closed;
+      assert.match(g.closeReason!.message, /tunnel protocol violation: WINDOW of 0/);
+      assert.equal(Buffer.concat(got).length, 0);
+    } finally {
+      await p.close();
+    }
+  });
+
+  test("frames after one that closes the tunnel, in the same BATCH, are not used", async () => {
+    const { server, client, close } = await sockets();
+    const seen: Frame[] = [];
+    const gw: Mux = new Mux(server, {
+      window: 64 * 1024,
+      heartbeatMs: 60_000,
+      onControl: (f) => {
+        seen.push(f);
+        if (f.type === "GOODBYE") gw.close(new GatehouseError("AGENT_UNAVAILABLE", "goodbye"));
+      },
+    });
+    try {
+      client.send(encodeBatch([encodeControl("OPENED", 1, { n: 1 }), encodeControl("GOODBYE", 0, { reason: "x" }), encodeControl("OPENED", 3, { n: 2 })]), { binary: true });
+      await waitUntil(() => gw.closed);
+      await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(
+        seen.map((f) => f.type),
+        ["OPENED", "GOODBYE"],
+      );
+    } finally {
+      await close();
+    }
+  });
+
+  test("what is batched when the tunnel is closed (a GOODBYE) goes out before the close", async () => {
+    const { server, client, close } = await sockets();
+    const seen: string[] = [];
+    const gw = new Mux(server, { window: 64 * 1024, heartbeatMs: 60_000, onControl: (f) => seen.push(`${f.type} ${String(f.body.reason)}`) });
+    const agent = new Mux(client, { window: 64 * 1024, heartbeatMs: 60_000, onControl: () => {} });
+    agent.enableBatching();
+    try {
+      agent.control("GOODBYE", { reason: "shutting down" });
+      agent.close(new GatehouseError("AGENT_UNAVAILABLE", "bye"));
+      await waitUntil(() => gw.closed);
+      assert.deepEqual(seen, ["GOODBYE shutting down"]);
+    } finally {
+      await close();
+    }
   });
 });
 
@@ -319,20 +493,14 @@ describe("tunnel failures", () => {
   });
 
   test("heartbeats: a silent peer is dropped after three intervals", async () => {
-    const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
-    await once(wss, "listening");
-    const accepted = once(wss, "connection") as Promise<[WebSocket]>;
-    const client = new WebSocket(`ws://127.0.0.1:${(wss.address() as { port: number }).port}`);
-    await once(client, "open");
-    const [server] = await accepted;
+    const { server, client, close } = await sockets();
     // The client end never answers: its socket stops reading.
     (client as unknown as { _socket: { pause(): void } })._socket.pause();
     let reason: GatehouseError | undefined;
     const gw = new Mux(server, { window: 1024, heartbeatMs: 50, onControl: () => {}, onClosed: (r) => (reason = r) });
     await waitUntil(() => gw.closed, 3000);
     assert.match(reason!.message, /no heartbeat/);
-    client.terminate();
-    await new Promise((r) => wss.close(r));
+    await close();
   });
 });
 
