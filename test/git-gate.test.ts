@@ -4,6 +4,7 @@
 // after approval, a force push and a branch deletion are refused with readable git errors.
 
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -78,6 +79,28 @@ describe("git through the gateway", () => {
     const ff = await inWork(["push", "origin", "feature/x"]);
     assert.equal(ff.code, 0, ff.stderr);
     assert.equal(await head("feature/x"), (await inWork(["rev-parse", "HEAD"])).stdout.trim());
+  });
+
+  test("a push larger than git's http.postBuffer (its flush-only probe first, then a chunked body) passes", async () => {
+    // 3 MiB of incompressible bytes: over the default 1 MiB postBuffer, so git probes with a body
+    // of just "0000" and then streams the pack with chunked encoding.
+    writeFileSync(join(work, "big.bin"), randomBytes(3 << 20));
+    assert.equal((await inWork(["add", "big.bin"])).code, 0);
+    assert.equal((await inWork(["commit", "-q", "-m", "big"])).code, 0);
+    const r = await inWork(["push", "origin", "feature/x"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await head("feature/x"), (await inWork(["rev-parse", "HEAD"])).stdout.trim());
+    // The probe on its own: answered as the repository answers it; anything after a command-less
+    // flush, or two service parameters, is refused.
+    const url = `http://127.0.0.1:${t.gw.http!.port}/repo/app.git`;
+    const post = (body: Buffer) => fetch(`${url}/git-receive-pack`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/x-git-receive-pack-request" }, body });
+    assert.equal((await post(Buffer.from("0000"))).status, 200);
+    const trailing = await post(Buffer.from("0000PACK"));
+    assert.equal(trailing.status, 400);
+    assert.match(await trailing.text(), /GH-HTTP-004.*a push without ref updates/);
+    const twice = await fetch(`${url}/info/refs?service=git-upload-pack&service=git-receive-pack`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(twice.status, 400);
+    assert.match(await twice.text(), /more than one service parameter/);
   });
 
   test("a force push is refused with a readable git error, and changes nothing", async () => {

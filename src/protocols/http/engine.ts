@@ -485,7 +485,8 @@ export class HttpListener {
     } catch (e) {
       return this.#problem(res, e, { git: isGit });
     }
-    const push = op.receivePack;
+    // git's probe before a large push (a flush-pkt, no commands) is judged and answered like any request.
+    const push = op.receivePack?.updates.length ? op.receivePack : undefined;
     if (push && agent.gitFastForward) await agent.gitFastForward(connection, op.http.path.replace(/\/git-receive-pack$/, ""), push.updates, decoded, push.end, push.capabilities);
 
     let session: OpenSession;

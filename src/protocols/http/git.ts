@@ -20,6 +20,8 @@ const OID = /^[0-9a-f]{40}$|^[0-9a-f]{64}$/;
 /** Which git service a request is, if any (path relative to the connection). */
 export function gitService(method: string, path: string, query: Record<string, string[]>): Omit<GitDescription, "updates"> | undefined {
   if (method === "GET" && path.endsWith("/info/refs")) {
+    // Servers differ in which of several `service` parameters they use: more than one is refused.
+    if ((query.service?.length ?? 0) > 1) throw new GitProtocolError("more than one service parameter");
     const svc = query.service?.[0];
     if (svc === "git-upload-pack") return { service: "upload-pack", phase: "discovery" };
     if (svc === "git-receive-pack") return { service: "receive-pack", phase: "discovery" };
@@ -73,7 +75,10 @@ export function parseReceivePack(body: Buffer): ReceivePackCommands {
     const action: GitRefUpdate["action"] = ZERO.test(oldId) ? "create" : ZERO.test(newId) ? "delete" : "update";
     updates.push({ ref, old: oldId, new: newId, action });
   }
-  if (!updates.length) throw new GitProtocolError("a push without ref updates");
+  // A body that is only a flush-pkt is git's probe before a large push (remote-curl's probe_rpc,
+  // sent when the pack exceeds http.postBuffer): it changes nothing and is judged as a push to
+  // the repository with no ref. Commands are required before anything else.
+  if (!updates.length && off !== body.length) throw new GitProtocolError("a push without ref updates");
   return { updates, capabilities, end: off };
 }
 
