@@ -4,7 +4,9 @@
 // identical retry once (body included in the binding), and limits answer in HTTP.
 
 import assert from "node:assert/strict";
+import { once } from "node:events";
 import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { networkInterfaces } from "node:os";
 import { after, before, describe, test } from "node:test";
 import { compressChunk, decodeChunk, FrameKind } from "../src/recording/format.ts";
@@ -302,8 +304,17 @@ describe("WebSocket upgrades through the HTTP gate", () => {
   let t: TestGateway;
   let wss: import("ws").WebSocketServer;
   const auth: Array<string | undefined> = [];
+  /** A target without upgrade support: answers every request 200 and keeps the connection. */
+  let plain: Server;
+  const plainSaw: string[] = [];
   before(async () => {
     process.env.GH_TEST_WS_TOKEN = "ws-secret";
+    plain = createServer((req, res) => {
+      plainSaw.push(`${req.method} ${req.url}`);
+      res.end("plain");
+    });
+    plain.listen(0, "127.0.0.1");
+    await once(plain, "listening");
     const { WebSocketServer } = await import("ws");
     wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
     await new Promise((r) => wss.once("listening", r));
@@ -319,12 +330,28 @@ describe("WebSocket upgrades through the HTTP gate", () => {
       extraConfig: (c) => {
         c.listeners!.http = { host: "127.0.0.1", port: 0 };
         c.connections!.push({ name: "live", protocol: "http", http: { url: `http://127.0.0.1:${(wss.address() as { port: number }).port}`, auth: { type: "bearer", secret: "env:GH_TEST_WS_TOKEN" } } });
+        c.connections!.push({ name: "plain", protocol: "http", http: { url: `http://127.0.0.1:${(plain.address() as AddressInfo).port}` } });
       },
     });
   });
   after(async () => {
     await t?.close();
     await new Promise((r) => wss.close(r));
+    plain?.close();
+  });
+
+  test("a target that answers an upgrade with anything but 101 gets no raw pipe: what the client sends next never reaches it", async () => {
+    const token = await t.agentToken();
+    const { connect } = await import("node:net");
+    const sock = connect(t.gw.http!.port, "127.0.0.1");
+    await once(sock, "connect");
+    let answer = "";
+    sock.on("data", (b: Buffer) => (answer += b.toString("latin1")));
+    // The upgrade request and, in the same write, a request the policy would deny.
+    sock.write(`GET /plain/stream/ok HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo\r\nAuthorization: Bearer ${token}\r\n\r\nGET /admin/deploy HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await once(sock, "close");
+    assert.match(answer, /^HTTP\/1\.1 502 Bad Gateway\r\n[\s\S]*connection: close[\s\S]*GH-HTTP-008[\s\S]*plain answered 200 OK instead of 101 Switching Protocols/);
+    assert.deepEqual(plainSaw, ["GET /stream/ok"], "the target saw the upgrade request only");
   });
 
   test("an allowed upgrade passes through both ways with the injected credential; a denied one gets 403", async () => {

@@ -282,6 +282,8 @@ describe("HTTP through a network-resident agent", () => {
       });
     });
     target.on("connection", () => connections++);
+    // WebSocket on the same target: an echo that reports the credential it was sent.
+    new WebSocketServer({ server: target }).on("connection", (ws, req) => ws.on("message", (m) => ws.send(`${req.headers.authorization}:${m.toString()}`)));
     await new Promise<void>((r) => target.listen(0, "127.0.0.1", r));
     t = await startTestGateway({
       policies: [{ name: "agents-http", principals: { groups: ["ai-agents"] }, operations: { protocols: ["http"] }, decision: "allow" }],
@@ -298,6 +300,25 @@ describe("HTTP through a network-resident agent", () => {
     await agent?.stop();
     await t?.close();
     await new Promise((r) => target.close(r));
+  });
+
+  test("a WebSocket goes through the tunnel with the injected credential; a refused upgrade is not a pipe", async () => {
+    const token = await t.agentToken();
+    const ws = new WebSocket(`ws://127.0.0.1:${t.gw.http!.port}/api/live`, { headers: { authorization: `Bearer ${token}` } });
+    await once(ws, "open");
+    ws.send("ping");
+    const [m] = (await once(ws, "message")) as [Buffer];
+    assert.equal(m.toString(), "Bearer edge-api-key:ping");
+    ws.close();
+    // The target's WebSocket server refuses an upgrade to another protocol (400): the caller is
+    // told so, and the connection is closed.
+    const { connect } = await import("node:net");
+    const sock = connect(t.gw.http!.port, "127.0.0.1");
+    let answer = "";
+    sock.on("data", (b: Buffer) => (answer += b.toString("latin1")));
+    sock.write(`GET /api/live HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+    await once(sock, "close");
+    assert.match(answer, /^HTTP\/1\.1 502 [\s\S]*GH-HTTP-008[\s\S]*api answered 400 Bad Request instead of 101/);
   });
 
   test("requests and their bodies go through the tunnel; the agent injects the credential; large responses stream back", async () => {

@@ -87,6 +87,48 @@ function decodeBody(body: Buffer, encoding: string | undefined, maxOutput: numbe
 
 const EMPTY = Buffer.alloc(0);
 
+/** A target's answer to an upgrade request is read up to this size (its head). */
+const SWITCH_HEAD_BYTES = 16 * 1024;
+
+/**
+ * The target's answer to an upgrade request: its status and every byte read so far (the head and
+ * whatever followed it), with `up` paused after them. Rejects on a target that closes, sends a
+ * head over SWITCH_HEAD_BYTES or something that is not HTTP/1.x, or is silent for `timeoutMs`.
+ */
+function switchAnswer(up: Duplex, timeoutMs: number): Promise<{ status: number; bytes: Buffer }> {
+  return new Promise((resolve, reject) => {
+    let bytes: Buffer = EMPTY;
+    const done = (e: Error | undefined, status = 0) => {
+      clearTimeout(timer);
+      up.off("data", onData);
+      up.off("end", onEnd);
+      up.off("close", onEnd);
+      up.off("error", onError);
+      if (e) reject(e);
+      else resolve({ status, bytes });
+    };
+    const onData = (b: Buffer) => {
+      bytes = bytes.length ? Buffer.concat([bytes, b]) : b;
+      const end = bytes.indexOf("\r\n\r\n");
+      if (end < 0) {
+        if (bytes.length > SWITCH_HEAD_BYTES) done(new Error(`the answer to the upgrade has a head over ${SWITCH_HEAD_BYTES} bytes`));
+        return;
+      }
+      up.pause();
+      const m = /^HTTP\/1\.[01] (\d{3})[ \r]/.exec(bytes.toString("latin1", 0, Math.min(end + 2, 64)));
+      if (!m) done(new Error("the answer to the upgrade is not an HTTP/1.1 response"));
+      else done(undefined, Number(m[1]));
+    };
+    const onEnd = () => done(new Error("the target closed the connection before answering the upgrade"));
+    const onError = (e: Error) => done(e);
+    const timer = setTimeout(() => done(new Error(`no answer to the upgrade within ${timeoutMs / 1000} s`)), timeoutMs);
+    up.on("data", onData);
+    up.once("end", onEnd);
+    up.once("close", onEnd);
+    up.once("error", onError);
+  });
+}
+
 const REDACTED = "[redacted by Gatehouse]";
 const SENSITIVE_LENGTHS = new Set([...SENSITIVE_HEADERS].map((h) => h.length));
 
@@ -416,6 +458,25 @@ export class HttpListener {
         return this.#rejectUpgrade(socket, e);
       }
       up.on("error", () => {});
+      // Only a target that switches protocols gets a raw pipe. Any other answer (a server without
+      // upgrade support answers 200 and keeps the connection) would make the rest of the client's
+      // bytes unjudged requests on it: the connection is refused and closed instead. What the
+      // client sent after its upgrade request waits until then.
+      let answer: { status: number; bytes: Buffer };
+      try {
+        answer = await switchAnswer(up, (connection.http?.timeout ?? 60) * 1000);
+      } catch (e) {
+        up.destroy();
+        reason = "target unavailable";
+        return this.#rejectUpgrade(socket, new GatehouseError("HTTP_TARGET_UNAVAILABLE", `${connection.name}: ${(e as Error).message}`));
+      }
+      if (answer.status !== 101) {
+        up.destroy();
+        reason = `refused by the target (${answer.status})`;
+        return this.#rejectUpgrade(socket, new GatehouseError("HTTP_UPGRADE_REFUSED", `${connection.name} answered ${answer.status}${STATUS_CODES[answer.status] ? ` ${STATUS_CODES[answer.status]}` : ""} instead of 101 Switching Protocols; the connection is closed, not passed through`));
+      }
+      rec?.server(answer.bytes);
+      socket.write(answer.bytes);
       if (head.length) {
         rec?.client(head);
         up.write(head);
