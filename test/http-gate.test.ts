@@ -10,7 +10,7 @@ import type { AddressInfo } from "node:net";
 import { networkInterfaces } from "node:os";
 import { after, before, describe, test } from "node:test";
 import { compressChunk, decodeChunk, FrameKind } from "../src/recording/format.ts";
-import { approveReview, pendingReviewFor, runProcess, waitFor } from "./helpers/clients.ts";
+import { approveReview, getReview, pendingReviewFor, runProcess, waitFor } from "./helpers/clients.ts";
 import { DEFAULT_POLICIES, startTestGateway, type TestGateway } from "./helpers/gateway.ts";
 
 interface Seen {
@@ -24,6 +24,7 @@ interface Seen {
 describe("HTTP gate", () => {
   let t: TestGateway;
   let target: Server;
+  let stalling: Server;
   const seen: Seen[] = [];
   const seenHeaders: Array<Record<string, unknown>> = [];
   let base: string;
@@ -43,6 +44,12 @@ describe("HTTP gate", () => {
       });
     });
     await new Promise<void>((r) => target.listen(0, "127.0.0.1", r));
+    // Sends 3 of the 10 bytes it announces, then nothing.
+    stalling = createServer((_req, res) => {
+      res.writeHead(200, { "content-length": "10" });
+      res.write("abc");
+    });
+    await new Promise<void>((r) => stalling.listen(0, "127.0.0.1", r));
     const targetUrl = `http://127.0.0.1:${(target.address() as { port: number }).port}`;
     t = await startTestGateway({
       policies: [
@@ -57,6 +64,7 @@ describe("HTTP gate", () => {
         c.listeners!.http = { host: "127.0.0.1", port: 0, maxBodyBytes: 4096, maxHoldSeconds: 20 };
         c.audit = { auditorGroups: ["dba"] };
         c.connections!.push(
+          { name: "stall", protocol: "http", http: { url: `http://127.0.0.1:${(stalling.address() as AddressInfo).port}`, timeout: 1 } },
           { name: "ci", protocol: "http", http: { url: targetUrl, auth: { type: "bearer", secret: "env:GH_TEST_CI_TOKEN" } } },
           { name: "ci-async", protocol: "http", http: { url: targetUrl, auth: { type: "header", header: "X-Api-Key", secret: "env:GH_TEST_CI_TOKEN" } }, policy: { reviewMode: "async", approvers: ["dba"] } },
         );
@@ -68,6 +76,8 @@ describe("HTTP gate", () => {
   after(async () => {
     await t?.close();
     await new Promise((r) => target.close(r));
+    stalling.closeAllConnections();
+    stalling.close();
   });
 
   async function curl(args: string[], token: string | null = agentToken): Promise<{ status: number; body: string; headers: string }> {
@@ -136,6 +146,33 @@ describe("HTTP gate", () => {
     assert.deepEqual(JSON.parse(r.body), { ok: true, method: "POST", url: "/deploy" });
     assert.equal(seen.at(-1)!.body, '{"service":"web","version":"1.2.3"}');
     assert.equal(seen.length, before + 1);
+  });
+
+  test("a client that goes away while its request is held cancels the review: approving later runs nothing", async () => {
+    const before = seen.length;
+    const { connect } = await import("node:net");
+    const sock = connect(t.gw.http!.port, "127.0.0.1");
+    await once(sock, "connect");
+    const body = '{"service":"gone"}';
+    sock.write(`POST /ci/deploy/gone HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${agentToken}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    const review = await pendingReviewFor(t, "POST /deploy/gone", 10_000);
+    sock.end(); // what curl -m does when its time is up: close (the gateway sees a FIN)
+    const dba = await t.humanToken(["dba"], "Dana DBA");
+    const cancelled = await waitFor(async () => ((await getReview(t, review.id, dba)).body.status === "cancelled" ? true : undefined), "the review to be cancelled");
+    assert.equal(cancelled, true);
+    assert.equal((await approveReview(t, review.id, dba)).status, 409, "a cancelled review cannot be approved");
+    assert.equal(seen.length, before, "nothing reached the target");
+    sock.destroy();
+  });
+
+  test("a target that stops in the middle of a body is given up on after http.timeout: the client's connection closes", async () => {
+    const started = Date.now();
+    const r = await runProcess("curl", ["-s", "-S", "--max-time", "20", "-H", `Authorization: Bearer ${agentToken}`, `${base}/stall/x`], { timeoutMs: 30_000 });
+    assert.notEqual(r.code, 0, "an incomplete body is an error for the client");
+    assert.match(r.stderr, /transfer closed with 7 bytes remaining|Recv failure|connection/i);
+    assert.equal(r.stdout, "abc");
+    const took = Date.now() - started;
+    assert.ok(took < 10_000, `closed after ${took} ms (timeout 1 s), not held until curl gave up`);
   });
 
   test("path tricks cannot dodge the deploy rule, and never reach the target", async () => {

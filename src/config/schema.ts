@@ -88,7 +88,7 @@ export const httpTargetSchema = z
       .describe("The credential the agent injects; the caller's own Authorization header never reaches the target."),
     hosts: z.array(z.string().min(1)).default([]).describe("Host header values that select this connection (besides the /<connection>/ path prefix)."),
     ca: z.string().optional().describe("CA bundle reference (`file:/path`) to verify an https target."),
-    timeout: duration.default(60).describe("Time allowed for the target's response headers."),
+    timeout: duration.default(60).describe("Time allowed for the target's response headers, and for each wait for more of its response body while the client is reading (a target silent that long mid-body is given up on: the client's connection is closed)."),
     git: z.boolean().default(false).describe("The target speaks git smart HTTP: pushes are judged per ref (see docs/policy.md)."),
   })
   .strict()

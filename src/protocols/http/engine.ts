@@ -34,6 +34,7 @@ import { jsonString } from "../../audit/chain.ts";
 import type { EngineDeps, OpenSession } from "../../gate/sessions.ts";
 import { isLoopback } from "../loopback.ts";
 import { type DescribedHttp, describeHttp, SENSITIVE_HEADERS } from "./classify.ts";
+import { Deadline } from "../deadline.ts";
 import { GitProtocolError } from "./git.ts";
 import { type NormalizedTarget, normalizeTarget, PathRejected, withoutFirstSegment } from "./normalize.ts";
 import { H1Connection, type H1Request, type H1Response } from "./server.ts";
@@ -577,6 +578,10 @@ export class HttpListener {
       if (streamed && decided.action === "review") {
         decided = { action: "deny", rule: decided.rule, message: `needs review, but its body is larger than listeners.http.maxBodyBytes (${this.#d.config.maxBodyBytes}), so it cannot be bound to an approval; send a smaller body` };
       }
+      // A client that closes while its request is held for review is gone: the review is
+      // cancelled rather than approved later and run for no one. (A FIN may also be a half-close
+      // — `printf … | nc` — but a held request could then wait for minutes for nothing.)
+      if (decided.action === "review") res.onClientEnd(() => abort.cancel(new Error("the client closed the connection")));
       const v = await this.#d.gate.judge(gs, op, { signal: abort, holdTimeoutMs: this.#d.config.maxHoldSeconds * 1000 }, decided);
       if (v.forward && v.review === undefined && v.replacement === undefined) allowedBy = v.decision.rule;
       else rec?.event(verdictEvent(0, op, v));
@@ -608,16 +613,27 @@ export class HttpListener {
         return;
       }
       res.writeHead(upstream.status, upstream.headers, upstream.length);
+      // A target that stops sending in the middle of a body (for http.timeout, while the client is
+      // reading) is given up on: its body and the client's connection are closed, not held forever.
+      const idleMs = (connection.http?.timeout ?? 60) * 1000;
+      const idle = new Deadline(() => ub.destroy());
       await new Promise<void>((resolve) => {
         res.onClose(() => {
           ub.destroy();
           resolve();
         });
+        idle.arm(idleMs);
         ub.on("data", (b: Buffer) => {
           responseBytes += b.length;
+          idle.arm(idleMs);
           if (!res.write(b)) {
             ub.pause();
-            void res.drain().then(() => ub.resume());
+            idle.disarm();
+            void res.drain().then(() => {
+              if (ub.destroyed) return;
+              idle.arm(idleMs);
+              ub.resume();
+            });
           }
         });
         let ended = false;
@@ -637,7 +653,7 @@ export class HttpListener {
           res.destroy();
           resolve();
         });
-      });
+      }).finally(() => idle.stop());
     } finally {
       if (rec) {
         rec.eventJson(exchangeJson(op.http.method, op.http.path, status, Date.now() - started, body.length, responseBytes, responseBytes > recordLimit ? recordLimit : undefined, allowedBy));

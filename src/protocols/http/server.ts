@@ -113,6 +113,8 @@ export class H1Response {
   #closeAfter: boolean;
   /** Called when the client goes away before the response is finished. */
   #onClose: (() => void)[] = [];
+  #onClientEnd: (() => void)[] = [];
+  #clientEnded = false;
   /**
    * Sees what this response writes to the client, as it is written: `data` is the head's exact
    * bytes (its first `headLength` bytes; 0 when there is no head in it) followed by body bytes
@@ -134,6 +136,23 @@ export class H1Response {
   /** Run `fn` if the client disconnects before this response is finished. */
   onClose(fn: () => void): void {
     this.#onClose.push(fn);
+  }
+
+  /**
+   * Run `fn` if the client finishes sending (half-closes) before this response is finished (at
+   * once if it already has). Most clients that do are gone (closed, not shut down), but a FIN
+   * cannot tell: the engine takes it as gone only where waiting on is costly (a review hold).
+   */
+  onClientEnd(fn: () => void): void {
+    if (this.#clientEnded) fn();
+    else this.#onClientEnd.push(fn);
+  }
+
+  /** The client half-closed while this response was in progress. */
+  clientEnded(): void {
+    if (this.#finished || this.#clientEnded) return;
+    this.#clientEnded = true;
+    for (const f of this.#onClientEnd.splice(0)) f();
   }
 
   /** The connection closed under this response. */
@@ -332,7 +351,7 @@ export class H1Connection {
       sink?.error(new Error("the client ended the connection during the request body"));
       this.#res?.aborted();
       this.socket.destroy();
-    }
+    } else if (this.#state === State.Waiting) this.#res?.clientEnded();
   };
 
   readonly #onDrain = (): void => {
