@@ -150,6 +150,19 @@ describe("the gate's HTTP/1.1 server", () => {
     assert.match(await exchange(srv.port, ["POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nExpect: something-else\r\n\r\nx"]), /^HTTP\/1\.1 417 /);
   });
 
+  test("Expect: 100-continue answered before the body was asked for: the connection closes (the body may or may not follow)", async () => {
+    // The handler answers /a without reading the body; the client, never sent 100, sends the next
+    // request instead of the body. Reading on would take that request for the body.
+    const out = await exchange(srv.port, ["POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nExpect: 100-continue\r\n\r\n", "GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"], { gapMs: 30 });
+    assert.match(out, /^HTTP\/1\.1 200 OK\r\n[\s\S]*connection: close[\s\S]*hello \/a$/);
+    assert.doesNotMatch(out, /100 Continue/);
+  });
+
+  test("empty lines before a request line are ignored (RFC 9112 §2.2)", async () => {
+    const out = await exchange(srv.port, ["\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"]);
+    assert.match(out, /^HTTP\/1\.1 200 OK[\s\S]*hello \/a$/);
+  });
+
   test("a body the handler never read: skipped when short (connection reused), connection closed when long", async () => {
     const out = await exchange(srv.port, ["POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nabcdeGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"]);
     assert.equal(count(out, /HTTP\/1\.1 200/g), 2);

@@ -69,6 +69,18 @@ describe("request heads", () => {
     rejects("GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400);
     rejects("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 405);
     rejects("GET / HTTP/1.1\r\n\r\n", 400, /Host/);
+    // A fragment has no meaning in a request; parsers disagree whether `#` ends the query.
+    rejects("GET /q?action=delete# HTTP/1.1\r\nHost: a\r\n\r\n", 400, /fragment/);
+    rejects("GET http://a/x#y HTTP/1.1\r\nHost: a\r\n\r\n", 400, /fragment/);
+    rejects(`GET /${"a".repeat(8192)} HTTP/1.1\r\nHost: a\r\n\r\n`, 414, /longer than 8192/);
+    assert.equal(parseRequestHead(b(`GET /${"a".repeat(8191)} HTTP/1.1\r\nHost: a\r\n\r\n`))!.target.length, 8192);
+  });
+
+  test("lines ending in a bare LF are refused as soon as they are seen, not after a timeout", () => {
+    // Incomplete by CRLF rules, so without this it would wait for a CRLFCRLF that never comes.
+    assert.throws(() => parseRequestHead(b("GET / HTTP/1.1\nHost: a\n\n")), (e: unknown) => e instanceof HttpSyntaxError && e.status === 400 && /bare CR or LF/.test(e.message));
+    assert.throws(() => parseRequestHead(b("GET / HTTP/1.1\r\nHost: a\n")), (e: unknown) => e instanceof HttpSyntaxError && e.status === 400);
+    assert.equal(parseRequestHead(b("GET / HTTP/1.1\r\nHost: a\r\n")), undefined, "CRLF lines still wait for the rest");
   });
 
   test("header syntax that parsers disagree on is refused, never guessed", () => {

@@ -61,6 +61,8 @@ export interface ResponseHead extends HeadFields {
 // tchar (RFC 9110 §5.6.2).
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const TARGET = /^[\x21-\x7e]+$/;
+/** Longest request target accepted (414 beyond). */
+export const MAX_TARGET = 8192;
 const CRLFCRLF = Buffer.from("\r\n\r\n");
 
 /** Where the head ends (index just past CRLFCRLF), or -1 when more bytes are needed. */
@@ -71,6 +73,9 @@ function headEnd(buf: Buffer, limits: HeadLimits): number {
     return i + 4;
   }
   if (buf.length >= limits.maxHeadBytes) throw new HttpSyntaxError(431, `the head is larger than ${limits.maxHeadBytes} bytes`);
+  // Not complete: unless lines end with a bare LF, which would never complete it (answered at
+  // once rather than after the head timeout).
+  for (let nl = buf.indexOf(0x0a); nl >= 0; nl = buf.indexOf(0x0a, nl + 1)) if (nl === 0 || buf[nl - 1] !== 0x0d) throw new HttpSyntaxError(400, "a bare CR or LF in the head (lines end with CRLF)");
   return -1;
 }
 
@@ -193,7 +198,11 @@ export function parseRequestHead(buf: Buffer, limits: HeadLimits = DEFAULT_HEAD_
   let target = rl.slice(s1 + 1, s2);
   const minor = version(rl.slice(s2 + 1), "request version");
   if (!TOKEN.test(method)) throw new HttpSyntaxError(400, "an invalid method");
+  if (target.length > MAX_TARGET) throw new HttpSyntaxError(414, `the request target is longer than ${MAX_TARGET} characters`);
   if (!TARGET.test(target)) throw new HttpSyntaxError(400, "the request target must be visible ASCII (percent-encode the rest)");
+  // A fragment is the client's own; in a request target `#` has no meaning, and parsers disagree
+  // on whether it ends the query (RFC 9112 §3.2: origin-form is a path and a query).
+  if (target.includes("#")) throw new HttpSyntaxError(400, "a request target carries no fragment (#); percent-encode it as %23");
   const { headers, raw } = fields(lines, 1, limits);
   const head: RequestHead = { method, target, minor, headers, raw, length: end };
   if (method === "CONNECT") throw new HttpSyntaxError(405, "CONNECT is not supported: this is a reverse proxy");

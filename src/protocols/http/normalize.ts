@@ -14,6 +14,8 @@
 //
 // Never: forward a path other than the one that was judged.
 
+import { MAX_TARGET } from "./h1.ts";
+
 export class PathRejected extends Error {
   constructor(readonly reason: string) {
     super(reason);
@@ -93,7 +95,7 @@ const CANONICAL_PATH = /^(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-9\-._~!$&'()*+,;=:@]+)+\
 
 export function normalizeTarget(target: string): NormalizedTarget {
   if (!target.startsWith("/")) throw new PathRejected("the request target must be a path starting with /");
-  if (target.length > 8192) throw new PathRejected("the request target is longer than 8192 characters");
+  if (target.length > MAX_TARGET) throw new PathRejected(`the request target is longer than ${MAX_TARGET} characters`);
   const q = target.indexOf("?");
   const rawPath = q < 0 ? target : target.slice(0, q);
   const query = q < 0 ? "" : target.slice(q + 1);

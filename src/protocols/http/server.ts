@@ -401,6 +401,9 @@ export class H1Connection {
     for (;;) {
       switch (this.#state) {
         case State.Head: {
+          // Empty lines before a request line are ignored (RFC 9112 §2.2: some clients send a
+          // CRLF after a POST body).
+          while (this.#buf.length >= 2 && this.#buf[0] === 0x0d && this.#buf[1] === 0x0a) this.#buf = this.#buf.subarray(2);
           if (this.#buf.length === 0) return;
           let head: RequestHead | undefined;
           let framing: Framing;
@@ -498,6 +501,9 @@ export class H1Connection {
   /** Whether the connection must close after this response: a long request body nobody reads. */
   unreadBodyForcesClose(): boolean {
     if (this.#state !== State.Body || this.#sink) return false;
+    // Asked for 100-continue and not sent it: the client may send the body or may not, so where
+    // its next request would start is unknown (RFC 9110 §10.1.1).
+    if (this.#expectContinue) return true;
     return this.#decoder !== undefined || this.#remaining - Math.min(this.#remaining, this.#buf.length) > DISCARD_LIMIT;
   }
 
