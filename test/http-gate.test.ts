@@ -198,6 +198,11 @@ describe("HTTP gate", () => {
     assert.equal(first.status, 409);
     assert.match(first.headers, /retry-after: 30/i);
     const { reviewId } = JSON.parse(first.body) as { reviewId: string };
+    // Retried before anyone decided: the same review, not a new one for the reviewers.
+    const polled = await curl(["-X", "POST", "-H", "content-type: application/json", "--data", body, `${base}/ci-async/deploy/api`]);
+    assert.equal(polled.status, 409);
+    assert.equal(JSON.parse(polled.body).reviewId, reviewId);
+    assert.equal((await t.gw.reviews.list({ status: "pending", limit: 1000 })).filter((r) => r.operation.text === "POST /deploy/api").length, 1);
     await approveReview(t, reviewId, await t.humanToken(["dba"], "Dana DBA"));
     const other = await curl(["-X", "POST", "-H", "content-type: application/json", "--data", '{"service":"db"}', `${base}/ci-async/deploy/api`]);
     assert.equal(other.status, 409, "another body is another operation");

@@ -191,12 +191,16 @@ export class Gate {
     const reviews = this.#d.reviews;
     try {
       // The identical operation, already approved and not yet spent (async mode's retry).
-      const spent = await reviews.consumeApproved(bindingHash(s.connection.name, s.principal.subject, op));
+      const binding = bindingHash(s.connection.name, s.principal.subject, op);
+      const spent = await reviews.consumeApproved(binding);
       if (spent) {
         await this.#d.audit.append({ type: "review.used", principal: s.principal, connection: s.connection.name, sessionId: s.id, decision: "allow", rule: decision.rule, data: { reviewId: spent.id } });
         return spent.modified ? { forward: true, decision, review: spent, replacement: spent.modified } : { forward: true, decision, review: spent };
       }
-      const review = await reviews.create({ principal: s.principal, connection: s.connection, operation: op, decision, sessionId: s.id });
+      // The identical operation still waiting for its reviewers (an async caller polling, or a
+      // retry after a hold timed out): the same review, not a new one for them to decide.
+      const waiting = await reviews.pendingFor(binding);
+      const review = waiting?.rule === decision.rule ? waiting : await reviews.create({ principal: s.principal, connection: s.connection, operation: op, decision, sessionId: s.id });
       if (decision.review?.mode === "async") {
         return { forward: false, decision, review, error: new GatehouseError("POLICY_REVIEW_REQUIRED", `review ${review.id} (rule ${decision.rule}${decision.message ? `: ${decision.message}` : ""}); send the identical operation again once it is approved`, { reviewId: review.id, reviewUrl: this.reviewUrl(review.id) }) };
       }

@@ -132,6 +132,21 @@ describe("binding and single use", () => {
     assert.equal((await svc.consumeApproved(bindingHash("pg", agent.subject, o)))?.id, r.id);
     assert.equal(await svc.consumeApproved(bindingHash("pg", agent.subject, o)), undefined, "used once");
   });
+  test("the pending review of an identical operation is found for a retry; not once decided, expired, or for other bytes", async () => {
+    const o = op("DROP TABLE retry_me");
+    const h = bindingHash("pg", agent.subject, o);
+    assert.equal(await svc.pendingFor(h), undefined);
+    const r = await create(o, decision(1, "async", 30));
+    assert.equal((await svc.pendingFor(h))?.id, r.id);
+    assert.equal(await svc.pendingFor(bindingHash("pg", agent.subject, op("DROP TABLE retry_me2"))), undefined);
+    assert.equal(await svc.pendingFor(bindingHash("pg", alice.subject, o)), undefined, "another principal's");
+    now += 31_000;
+    assert.equal(await svc.pendingFor(h), undefined, "expired");
+    const r2 = await create(o, decision(1, "async", 30));
+    assert.equal((await svc.pendingFor(h))?.id, r2.id);
+    await svc.vote(r2.id, alice, "deny");
+    assert.equal(await svc.pendingFor(h), undefined, "decided");
+  });
   test("an approval past its validity window cannot be spent", async () => {
     const o = op("TRUNCATE t");
     const r = await create(o, decision(1, "async", 30));

@@ -183,6 +183,16 @@ export class ReviewService {
     return review;
   }
 
+  /**
+   * The newest pending, unexpired review of exactly this operation by this principal on this
+   * connection (its binding hash), if any: an identical retry waits on it instead of asking the
+   * reviewers again.
+   */
+  async pendingFor(binding: string): Promise<Review | undefined> {
+    const row = await this.#store.db.selectFrom("reviews").selectAll().where("binding_hash", "=", binding).where("status", "=", "pending").where("expires_at", ">", this.#now()).orderBy("created_at", "desc").limit(1).executeTakeFirst();
+    return row ? fromRow(row) : undefined;
+  }
+
   async get(id: string): Promise<Review | undefined> {
     const row = await this.#store.db.selectFrom("reviews").selectAll().where("id", "=", id).executeTakeFirst();
     if (!row) return undefined;
