@@ -128,14 +128,80 @@ const pathPatterns = new Map<string, RegExp>();
 function pathMatches(pattern: string, path: string, action: DecisionAction): boolean {
   const fold = action !== "allow";
   const p = fold ? pattern.toLowerCase() : pattern;
-  const v = fold ? path.toLowerCase() : path;
   let re = pathPatterns.get(p);
   if (!re) {
     re = pathPattern(p);
     if (pathPatterns.size > 5000) pathPatterns.clear();
     pathPatterns.set(p, re);
   }
-  return re.test(v);
+  const readings = pathReadings(path);
+  if (readings.length === 1) return re.test(fold ? path.toLowerCase() : path);
+  // Deny and review: any reading a target may take; allow: every one of them.
+  return fold ? readings.some((r) => re.test(r.toLowerCase())) : readings.every((r) => re.test(r));
+}
+
+/** Paths a target may read otherwise: with a `;` or a segment ending in a dot or space. */
+const OTHER_READINGS = /;|[. ](?:\/|$)/;
+let lastPath = "";
+let lastReadings: string[] = [""];
+
+/**
+ * The ways a target may read a normalized path: as it is; without `;` path parameters (Tomcat,
+ * Jetty and Spring read `/deploy;v=1` and `/x/..;/deploy` as `/deploy`); without trailing dots
+ * and spaces in segments (IIS and Windows read `/deploy.` as `/deploy`); and both. Deny and review
+ * rules match if any reading matches, allow rules only if every reading does, so no target's
+ * reading escapes a rule. Most paths have one reading; the last result is kept (every rule asks).
+ */
+export function pathReadings(path: string): string[] {
+  if (path === lastPath) return lastReadings;
+  const readings = [path];
+  if (OTHER_READINGS.test(path)) {
+    for (const r of [reading(path, true, false), reading(path, false, true), reading(path, true, true)]) if (!readings.includes(r)) readings.push(r);
+  }
+  lastPath = path;
+  lastReadings = readings;
+  return readings;
+}
+
+function reading(path: string, params: boolean, trim: boolean): string {
+  const out: string[] = [];
+  const segments = path.split("/").slice(1);
+  for (let seg of segments) {
+    if (params) {
+      const i = seg.indexOf(";");
+      if (i >= 0) seg = seg.slice(0, i);
+    }
+    if (seg === "" || seg === ".") continue;
+    if (seg === "..") {
+      out.pop();
+      continue;
+    }
+    if (trim) seg = seg.replace(/[. ]+$/, "");
+    if (seg) out.push(seg);
+  }
+  const trailing = path.length > 1 && path.endsWith("/") && out.length > 0;
+  return `/${out.join("/")}${trailing ? "/" : ""}`;
+}
+
+/**
+ * A query parameter or header condition: for allow rules the named field's values as given, for
+ * deny and review rules any field a target may take for it (names compared case-insensitively,
+ * `_` as `-` for headers as CGI and WSGI do), values compared case-insensitively and, for
+ * headers, each comma-separated element too.
+ */
+function fieldMatches(pattern: string, name: string, fields: Record<string, string[] | string>, action: DecisionAction, header: boolean): boolean {
+  if (action === "allow") {
+    const v = fields[name];
+    return v !== undefined && (typeof v === "string" ? globMatch(pattern, v) : v.some((x) => globMatch(pattern, x)));
+  }
+  const want = header ? name.toLowerCase().replace(/_/g, "-") : name.toLowerCase();
+  const p = pattern.toLowerCase();
+  for (const k in fields) {
+    if ((header ? k.toLowerCase().replace(/_/g, "-") : k.toLowerCase()) !== want) continue;
+    const v = fields[k]!;
+    for (const x of typeof v === "string" ? [v, ...(v.includes(",") ? v.split(",").map((e) => e.trim()) : [])] : v) if (globMatch(p, x.toLowerCase())) return true;
+  }
+  return false;
 }
 
 function pathPattern(p: string): RegExp {
@@ -170,8 +236,8 @@ function httpMatches(m: NonNullable<RuleConfig["operations"]>, op: Operation, u:
   if (!h) return false;
   if (m.methods && !m.methods.some((x) => x === "*" || x.toUpperCase() === h.method)) return false;
   if (m.paths && !m.paths.some((p) => pathMatches(p, h.path, a))) return false;
-  if (m.query && !Object.entries(m.query).every(([k, v]) => (h.query[k] ?? []).some((x) => globMatch(v, x)))) return false;
-  if (m.headers && !Object.entries(m.headers).every(([k, v]) => h.headers[k.toLowerCase()] !== undefined && globMatch(v, h.headers[k.toLowerCase()]!))) return false;
+  if (m.query && !Object.entries(m.query).every(([k, v]) => fieldMatches(v, k, h.query, a, false))) return false;
+  if (m.headers && !Object.entries(m.headers).every(([k, v]) => fieldMatches(v, k.toLowerCase(), h.headers, a, true))) return false;
   if (m.json) {
     // A streamed body was not read: a rule about its content may apply (deny/review) but cannot cover it (allow).
     if (h.bodyStreamed) {
@@ -201,7 +267,11 @@ function httpMatches(m: NonNullable<RuleConfig["operations"]>, op: Operation, u:
       if (!g.ref) return false;
       const ref = g.ref;
       const short = ref.replace(/^refs\/(heads|tags)\//, "");
-      if (!m.git.refs.some((p) => globMatch(p, ref) || globMatch(p, short))) return false;
+      // Deny and review compare case-insensitively (refs/heads/MAIN is main on a case-insensitive
+      // file system); allow exactly.
+      const fold = a !== "allow";
+      const [r, sh] = fold ? [ref.toLowerCase(), short.toLowerCase()] : [ref, short];
+      if (!m.git.refs.some((p) => globMatch(fold ? p.toLowerCase() : p, r) || globMatch(fold ? p.toLowerCase() : p, sh))) return false;
     }
   }
   return true;

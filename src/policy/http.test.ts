@@ -10,7 +10,7 @@ import type { Principal } from "../domain/principal.ts";
 import { describeHttp } from "../protocols/http/classify.ts";
 import { PathRejected } from "../protocols/http/normalize.ts";
 import { classifySql, initClassifier } from "../protocols/postgres/classify/index.ts";
-import { PolicyEngine } from "./engine.ts";
+import { PolicyEngine, pathReadings } from "./engine.ts";
 
 const agent: Principal = { subject: "t/agent", objectId: "agent", issuer: "i", displayName: "agent", kind: "service", groups: ["ai-agents"], roles: [], scopes: [], expiresAt: 0 };
 const human: Principal = { ...agent, subject: "t/alice", displayName: "alice", kind: "human", groups: ["dev"] };
@@ -60,6 +60,34 @@ describe("HTTP rules", () => {
       assert.deepEqual([decide("POST", t).action, decide("POST", t).rule], ["review", "deploys"], t);
     }
     for (const t of ["/%2564eploy", "/de%2Fploy", "/a\\..\\deploy", "/..%2fdeploy"]) assert.throws(() => decide("POST", t), PathRejected, t);
+  });
+
+  test("path parameters and trailing dots: deny and review catch every reading a target may take; allow must cover them all", () => {
+    // Tomcat, Jetty and Spring drop `;…` from segments (and then resolve `..`); IIS drops trailing dots and spaces.
+    for (const t of ["/deploy;jsessionid=1", "/x/..;/deploy", "/deploy.", "/deploy%20", "/Deploy.;v=2/", "/deploy;/prod"]) {
+      assert.deepEqual([decide("POST", t).action, decide("POST", t).rule], ["review", "deploys"], t);
+    }
+    assert.deepEqual(pathReadings("/x/..;/deploy"), ["/x/..;/deploy", "/deploy"]);
+    assert.deepEqual(pathReadings("/a;b/c."), ["/a;b/c.", "/a/c.", "/a;b/c", "/a/c"]);
+    assert.deepEqual(pathReadings("/plain/path.json"), ["/plain/path.json"], "most paths have one reading");
+    // An allow rule covers a path only if it covers every reading: `/public/..;/admin` is
+    // `/admin` to a Tomcat target.
+    assert.equal(decide("POST", "/public/a;v=1", { principal: human }).rule, "public-posts");
+    assert.equal(decide("POST", "/public/..;/admin", { principal: human }).action, "deny");
+    assert.equal(decide("POST", "/public/x.", { principal: human }).rule, "public-posts");
+  });
+
+  test("query values, header names and values: deny and review read them as loosely as a target may", () => {
+    for (const q of ["/job/x?force=TRUE", "/job/x?Force=true", "/job/x?a=1&force=True"]) assert.equal(decide("GET", q).rule, "force-query", q);
+    for (const headers of [{ "x-dry-run": "FALSE" }, { x_dry_run: "false" }, { "x-dry-run": "false, true" }, { "x-dry-run": "true,false" }] as Record<string, string>[]) {
+      assert.equal(decide("POST", "/plan", { headers }).rule, "dry-run-header", JSON.stringify(headers));
+    }
+    const allowHeader = new PolicyEngine([ruleSchema.parse({ name: "ok", operations: { headers: { "x-mode": "safe" }, query: { v: "1" } }, decision: "allow" })]);
+    const d = (target: string, headers: Record<string, string>) => allowHeader.decide({ principal: agent, connection: ci, operation: describeHttp({ method: "GET", target, headers, body: Buffer.alloc(0), git: false }) }).rule;
+    assert.equal(d("/?v=1", { "x-mode": "safe" }), "ok");
+    assert.equal(d("/?v=1", { "x-mode": "SAFE" }), "default", "allow compares exactly");
+    assert.equal(d("/?v=1", { x_mode: "safe" }), "default");
+    assert.equal(d("/?V=1", { "x-mode": "safe" }), "default");
   });
 
   test("allow rules match paths exactly (a case variant is not covered)", () => {
@@ -131,12 +159,22 @@ describe("git rules", () => {
     assert.equal(git("POST", "/app.git/git-receive-pack", { body: push(`${A} ${B} refs/heads/feature/x`) }).rule, "no-force-or-delete");
     assert.equal(git("POST", "/app.git/git-receive-pack", { body: push(`${A} ${Z} refs/heads/feature/x`) }).rule, "no-force-or-delete");
   });
+  test("ref patterns: deny and review compare case-insensitively, allow exactly", () => {
+    assert.equal(git("POST", "/app.git/git-receive-pack", { body: push(`${A} ${B} refs/heads/MAIN`), fastForward: true }).rule, "protected-branches");
+    assert.equal(git("POST", "/app.git/git-receive-pack", { body: push(`${A} ${B} refs/heads/Release/1`), fastForward: true }).rule, "protected-branches");
+  });
   test("a push is judged per ref: one protected ref in it makes the whole push need review", () => {
     const d = git("POST", "/app.git/git-receive-pack", { body: push(`${A} ${B} refs/heads/feature/x`, `${A} ${B} refs/heads/main`), fastForward: true });
     assert.deepEqual([d.action, d.rule, d.statementIndex], ["review", "protected-branches", 1]);
   });
+  test("git's flush-only probe before a large push is a push to the repository with no ref", () => {
+    const probe = describeHttp({ method: "POST", target: "/app.git/git-receive-pack", headers: {}, body: Buffer.from("0000"), git: true });
+    assert.deepEqual(probe.http.git, { service: "receive-pack", phase: "rpc", updates: [] });
+    assert.equal(git("POST", "/app.git/git-receive-pack", { body: "0000" }).action, "allow");
+    assert.equal(git("POST", "/app.git/git-receive-pack", { body: "0000", principal: human }).action, "deny", "no push rule for this principal: the probe is refused too");
+  });
   test("malformed pushes are refused", () => {
-    for (const body of ["00", "zzzz", "0000", push(`${A} ${B} main`), push(`${A} ${B} refs/heads/a..b`), push(`${Z} ${Z} refs/heads/x`), push("garbage"), `${push(`${A} ${B} refs/heads/x`).slice(0, 20)}`]) {
+    for (const body of ["00", "zzzz", "0000PACK", push(`${A} ${B} main`), push(`${A} ${B} refs/heads/a..b`), push(`${Z} ${Z} refs/heads/x`), push("garbage"), `${push(`${A} ${B} refs/heads/x`).slice(0, 20)}`]) {
       assert.throws(() => git("POST", "/app.git/git-receive-pack", { body }), /push|pkt-line|ref|ids/);
     }
   });
