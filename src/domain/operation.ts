@@ -108,6 +108,12 @@ export interface HttpDescription {
   bodyStreamed?: boolean;
   /** The body parsed, when it is JSON (for `json` rule conditions). */
   json?: unknown;
+  /**
+   * Why the body may be JSON to a target but cannot be judged as such (not read whole, too large,
+   * not strict JSON, a key given twice, …; src/protocols/http/json-body.ts): `json` conditions are
+   * then read in the safer direction (deny/review match, allow does not).
+   */
+  jsonUnknown?: string;
   git?: GitDescription;
 }
 

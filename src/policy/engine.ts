@@ -239,12 +239,13 @@ function httpMatches(m: NonNullable<RuleConfig["operations"]>, op: Operation, u:
   if (m.query && !Object.entries(m.query).every(([k, v]) => fieldMatches(v, k, h.query, a, false))) return false;
   if (m.headers && !Object.entries(m.headers).every(([k, v]) => fieldMatches(v, k.toLowerCase(), h.headers, a, true))) return false;
   if (m.json) {
-    // A streamed body was not read: a rule about its content may apply (deny/review) but cannot cover it (allow).
-    if (h.bodyStreamed) {
+    // A body that may be JSON to the target but could not be judged (not read, not strict JSON, a
+    // key twice, …): a rule about its content may apply (deny/review) but cannot cover it (allow).
+    if (h.jsonUnknown !== undefined) {
       if (a === "allow") return false;
     } else if (h.json === undefined) return false;
   }
-  if (m.json && !h.bodyStreamed) {
+  if (m.json && h.jsonUnknown === undefined) {
     for (const [ptr, pat] of Object.entries(m.json)) {
       const v = jsonPointer(h.json, ptr);
       if (v === undefined) return false;

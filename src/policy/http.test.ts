@@ -103,7 +103,26 @@ describe("HTTP rules", () => {
     const json = { "content-type": "application/json" };
     assert.equal(decide("POST", "/apps", { headers: json, body: JSON.stringify({ spec: { env: "production" } }) }).rule, "prod-json");
     assert.equal(decide("POST", "/apps", { headers: json, body: JSON.stringify({ spec: { env: "staging" } }) }).action, "allow");
-    assert.equal(decide("POST", "/apps", { headers: { "content-type": "text/plain" }, body: JSON.stringify({ spec: { env: "production" } }) }).action, "allow", "only JSON bodies are read as JSON");
+    // Whatever it is labelled, in whatever form a target may still read as JSON, or not judgeable: caught.
+    const prod = JSON.stringify({ spec: { env: "production" } });
+    const variants: Array<[string, Record<string, string>, Buffer]> = [
+      ["text/plain", { "content-type": "text/plain" }, Buffer.from(prod)],
+      ["no content type", {}, Buffer.from(prod)],
+      ["a UTF-8 byte-order mark", json, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(prod)])],
+      ["UTF-16LE with its mark", json, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(prod, "utf16le")])],
+      ["UTF-16 by charset", { "content-type": "application/json; charset=utf-16le" }, Buffer.from(prod, "utf16le")],
+      ["a key twice (the target may keep either)", json, Buffer.from('{"spec":{"env":"production","env":"dev"}}')],
+      ["the other order", json, Buffer.from('{"spec":{"env":"dev","env":"production"}}')],
+      ["not strict JSON (a comment)", json, Buffer.from('{"spec":{"env":"dev"}} // prod')],
+      ["UTF-32", json, Buffer.concat([Buffer.from([0xff, 0xfe, 0, 0]), Buffer.alloc(8)])],
+    ];
+    for (const [why, headers, body] of variants) {
+      const op = describeHttp({ method: "POST", target: "/apps", headers, body, git: false });
+      assert.equal(engine.decide({ principal: agent, connection: ci, operation: op }).rule, "prod-json", why);
+    }
+    // What is certainly not JSON is not judged as JSON: a binary upload, a form.
+    assert.equal(decide("POST", "/apps", { headers: { "content-type": "application/octet-stream" }, body: "\u0001\u0002binary" }).action, "allow");
+    assert.equal(decide("POST", "/apps", { headers: { "content-type": "application/x-www-form-urlencoded" }, body: "spec.env=production" }).action, "allow");
   });
 
   test("a streamed (unread) body: content rules match for deny/review, never cover for allow", () => {
@@ -114,6 +133,12 @@ describe("HTTP rules", () => {
     assert.equal(engine.decide({ principal: agent, connection: ci, operation: op }).rule, "prod-json");
     const allowJson = new PolicyEngine([ruleSchema.parse({ name: "ok-json", operations: { methods: ["POST"], json: { "/spec/env": "dev" } }, decision: "allow" })]);
     assert.equal(allowJson.decide({ principal: agent, connection: ci, operation: op }).rule, "default");
+    // Unless its start shows it is not JSON at all (a large binary upload is not caught by JSON rules).
+    const binary = describeHttp({ method: "POST", target: "/apps", headers: { "content-type": "application/octet-stream" }, body: Buffer.from([0x89, 0x50, 0x4e, 0x47]), git: false, streamed: { declaredBytes: 40_000_000 } });
+    assert.equal(binary.http.jsonUnknown, undefined);
+    assert.equal(engine.decide({ principal: agent, connection: ci, operation: binary }).action, "allow");
+    const gz = describeHttp({ method: "POST", target: "/apps", headers: { "content-encoding": "gzip" }, body: Buffer.from([0x1f, 0x8b]), git: false, streamed: { declaredBytes: 40_000_000 } });
+    assert.equal(engine.decide({ principal: agent, connection: ci, operation: gz }).rule, "prod-json", "a compressed start cannot tell");
     assert.throws(() => describeHttp({ method: "POST", target: "/r.git/git-receive-pack", headers: {}, body: Buffer.alloc(0), git: true, streamed: { declaredBytes: undefined } }), /GH-HTTP-003|must fit/);
   });
 

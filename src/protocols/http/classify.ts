@@ -7,13 +7,12 @@ import { hash } from "node:crypto";
 import { GatehouseError } from "../../domain/errors.ts";
 import type { HttpDescription, Operation } from "../../domain/operation.ts";
 import { gitService, parseReceivePack, type ReceivePackCommands } from "./git.ts";
+import { readJsonBody } from "./json-body.ts";
 import { type NormalizedTarget, normalizeTarget } from "./normalize.ts";
 
 /** Headers that are credentials or hop-by-hop: never part of an Operation. */
 export const SENSITIVE_HEADERS = new Set(["authorization", "proxy-authorization", "cookie", "set-cookie", "x-gatehouse-token"]);
 
-/** JSON bodies up to this size are parsed for `json` rule conditions. */
-export const JSON_PARSE_LIMIT = 1 << 20;
 
 export interface HttpRequestInput {
   method: string;
@@ -67,15 +66,13 @@ export function describeHttp(input: HttpRequestInput): DescribedHttp {
   const bodySha256 = streamed ? "" : input.body.length ? hash("sha256", input.body, "hex") : EMPTY_SHA256;
   const http: HttpDescription = { method, path: t.path, query, headers, bodyBytes: streamed ? (streamed.declaredBytes ?? -1) : input.body.length, bodySha256 };
   if (streamed) http.bodyStreamed = true;
-  const ctype = headers["content-type"] ?? "";
   const content = input.decoded ?? input.body;
-  if (!streamed && content.length && content.length <= JSON_PARSE_LIMIT && /^application\/([\w.+-]*\+)?json\b/i.test(ctype)) {
-    try {
-      http.json = JSON.parse(content.toString("utf8"));
-    } catch {
-      /* not JSON after all: `json` conditions then do not match */
-    }
-  }
+  // The body as `json` conditions see it. A streamed body with a Content-Encoding has only its
+  // compressed start here: whether it is JSON cannot be told.
+  const coding = headers["content-encoding"]?.trim().toLowerCase();
+  const json = streamed && coding && coding !== "identity" ? ({ kind: "unknown", why: "the body was not read whole and is compressed" } as const) : readJsonBody(content, !streamed, headers["content-type"]);
+  if (json.kind === "json") http.json = json.doc;
+  else if (json.kind === "unknown") http.jsonUnknown = json.why;
   let text = `${method} ${t.path}${t.query ? `?${t.query}` : ""}`;
   let receivePack: ReceivePackCommands | undefined;
   if (input.git) {
