@@ -222,6 +222,32 @@ describe("the gate's HTTP/1.1 server", () => {
     }
   });
 
+  test("a request body that stalls is answered 408 after the header timeout; a body that keeps coming slowly is not", { timeout: 15_000 }, async () => {
+    let readErr = "";
+    const slow = await gateServer(
+      (q, r) => {
+        q.readBody(1 << 20).then(
+          ({ body }) => r.send(200, {}, Buffer.from(`got ${body.length}`)),
+          (e: Error) => (readErr = e.message),
+        );
+      },
+      { headersTimeoutMs: 300 },
+    );
+    try {
+      const t0 = Date.now();
+      const out = await exchange(slow.port, ["POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"]);
+      assert.match(out, /^HTTP\/1\.1 408 [\s\S]*the request body stalled/);
+      const took = Date.now() - t0;
+      assert.ok(took >= 250 && took < 3000, `408 after ${took} ms`);
+      assert.match(readErr, /stalled/);
+      // Ten pieces 100 ms apart: each within the timeout, the whole well past it.
+      const pieces = ["POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n", ..."0123456789"];
+      assert.match(await exchange(slow.port, pieces, { gapMs: 100 }), /^HTTP\/1\.1 200 [\s\S]*got 10$/);
+    } finally {
+      await slow.close();
+    }
+  });
+
   test("after a keep-alive request, a head that never completes still gets 408 at the header timeout", async () => {
     // The idle timeout (5 s) is running when the partial head arrives: the shorter header timeout wins.
     const slow = await gateServer((_q, r) => r.send(200, {}, Buffer.from("x")), { headersTimeoutMs: 200 });

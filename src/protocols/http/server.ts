@@ -269,7 +269,7 @@ export class H1Connection {
   #buf: Buffer = Buffer.alloc(0);
   #state = State.Head;
   /** Which timeout runs (idle between requests, head while one arrives), and its deadline. */
-  #timerKind: "idle" | "head" | undefined;
+  #timerKind: "idle" | "head" | "body" | undefined;
   readonly #timeout = new Deadline(() => this.#onTimeout());
   // the request in progress
   #res: H1Response | undefined;
@@ -324,16 +324,41 @@ export class H1Connection {
     this.#timeout.disarm();
   }
 
+  /**
+   * While a request body is being read and the socket flows, the client must send something
+   * every header timeout: a body that stalls does not hold the connection (and the request) for
+   * ever. Paused sockets (backpressure from a slow target) are not timed.
+   */
+  #armBody(): void {
+    this.#timerKind = "body";
+    this.#timeout.arm(this.#headersTimeoutMs);
+  }
+
+  #pauseBody(): void {
+    this.socket.pause();
+    if (this.#timerKind === "body") this.#disarm();
+  }
+
   #onTimeout(): void {
     const kind = this.#timerKind;
     this.#timerKind = undefined;
-    if (this.#closed || this.#state !== State.Head) return;
+    if (this.#closed) return;
+    if (kind === "body" && this.#state === State.Body) {
+      const sink = this.#sink;
+      this.#sink = undefined;
+      const why = `the request body stalled: nothing arrived for ${this.#headersTimeoutMs / 1000} s`;
+      sink?.error(new Error(why));
+      this.#reject(new HttpSyntaxError(408, why));
+      return;
+    }
+    if (this.#state !== State.Head) return;
     if (kind === "head") this.#reject(new HttpSyntaxError(408, `the request head did not arrive within ${this.#headersTimeoutMs / 1000} s`));
     else if (kind === "idle") this.socket.destroy();
   }
 
   readonly #onData = (chunk: Buffer): void => {
     this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+    if (this.#timerKind === "body") this.#armBody();
     this.#process();
   };
 
@@ -484,6 +509,7 @@ export class H1Connection {
           if (!this.#bodyDone) return;
           this.#sink = undefined;
           this.#state = State.Waiting;
+          if (this.#timerKind === "body") this.#disarm();
           sink.end();
           if (this.#responded) this.#next();
           break;
@@ -529,6 +555,7 @@ export class H1Connection {
         return;
       }
       this.#sink = { data() {}, end() {}, error() {} };
+      this.#armBody();
       this.socket.resume();
       this.#process();
     }
@@ -551,6 +578,7 @@ export class H1Connection {
       this.write(CONTINUE);
     }
     this.#sink = sink;
+    this.#armBody();
     if (this.socket.isPaused()) this.socket.resume();
     this.#process();
   }
@@ -565,7 +593,7 @@ export class H1Connection {
         if (settled) return;
         settled = true;
         if (this.#sink === sink) this.#sink = undefined;
-        if (!ended) this.socket.pause();
+        if (!ended) this.#pauseBody();
         // Complete only if it ended within the limit; past it, `rest()` streams what is left.
         resolve({ body: parts.length === 1 ? parts[0]! : Buffer.concat(parts, n), complete: ended && n <= max });
       };
@@ -592,7 +620,10 @@ export class H1Connection {
     if (this.#bodyDone || this.#state !== State.Body) return Readable.from([]);
     const stream = new Readable({
       read: () => {
-        if (this.socket.isPaused() && !this.#closed) this.socket.resume();
+        if (this.socket.isPaused() && !this.#closed) {
+          if (this.#state === State.Body) this.#armBody();
+          this.socket.resume();
+        }
       },
       destroy: (e, cb) => {
         if (this.#sink === sink) this.#sink = undefined;
@@ -601,7 +632,7 @@ export class H1Connection {
     });
     const sink: BodySink = {
       data: (b) => {
-        if (!stream.push(b)) this.socket.pause();
+        if (!stream.push(b)) this.#pauseBody();
       },
       end: () => stream.push(null),
       error: (e) => stream.destroy(e),
