@@ -106,6 +106,10 @@ export interface HttpDescription {
    * read in the safer direction (deny/review match, allow does not).
    */
   bodyStreamed?: boolean;
+  /** The method a method override header (X-HTTP-Method-Override…) asks the target to run, upper case. */
+  methodOverride?: string;
+  /** The start of the body, when it is short UTF-8 text: what a reviewer reads. */
+  bodyText?: string;
   /** The body parsed, when it is JSON (for `json` rule conditions). */
   json?: unknown;
   /**

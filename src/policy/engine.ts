@@ -234,7 +234,13 @@ const GIT_ALLOW_IMPLIED: Record<string, readonly GitAction[]> = { push: ["push",
 function httpMatches(m: NonNullable<RuleConfig["operations"]>, op: Operation, u: Unit, a: DecisionAction): boolean {
   const h = op.http;
   if (!h) return false;
-  if (m.methods && !m.methods.some((x) => x === "*" || x.toUpperCase() === h.method)) return false;
+  if (m.methods) {
+    // With a method override header the target may run either method: deny and review match
+    // either, allow must cover both.
+    const listed = (x: string) => m.methods!.some((y) => y === "*" || y.toUpperCase() === x);
+    const ok = h.methodOverride === undefined ? listed(h.method) : a === "allow" ? listed(h.method) && listed(h.methodOverride) : listed(h.method) || listed(h.methodOverride);
+    if (!ok) return false;
+  }
   if (m.paths && !m.paths.some((p) => pathMatches(p, h.path, a))) return false;
   if (m.query && !Object.entries(m.query).every(([k, v]) => fieldMatches(v, k, h.query, a, false))) return false;
   if (m.headers && !Object.entries(m.headers).every(([k, v]) => fieldMatches(v, k.toLowerCase(), h.headers, a, true))) return false;

@@ -129,7 +129,7 @@ describe("HTTP rules", () => {
     const op = describeHttp({ method: "POST", target: "/apps", headers: { "content-type": "application/json" }, body: Buffer.alloc(0), git: false, streamed: { declaredBytes: 50_000_000 } });
     assert.equal(op.http.bodyStreamed, true);
     assert.equal(op.http.bodyBytes, 50_000_000);
-    assert.deepEqual(op.parameters, ["streamed"]);
+    assert.deepEqual(op.parameters, ["streamed", "content-type: application/json"]);
     assert.equal(engine.decide({ principal: agent, connection: ci, operation: op }).rule, "prod-json");
     const allowJson = new PolicyEngine([ruleSchema.parse({ name: "ok-json", operations: { methods: ["POST"], json: { "/spec/env": "dev" } }, decision: "allow" })]);
     assert.equal(allowJson.decide({ principal: agent, connection: ci, operation: op }).rule, "default");
@@ -142,11 +142,32 @@ describe("HTTP rules", () => {
     assert.throws(() => describeHttp({ method: "POST", target: "/r.git/git-receive-pack", headers: {}, body: Buffer.alloc(0), git: true, streamed: { declaredBytes: undefined } }), /GH-HTTP-003|must fit/);
   });
 
-  test("the body is bound: a different body is a different operation", () => {
-    const a = describeHttp({ method: "POST", target: "/deploy", headers: {}, body: Buffer.from("v1"), git: false });
-    const b = describeHttp({ method: "POST", target: "/deploy", headers: {}, body: Buffer.from("v2"), git: false });
+  test("the body is bound: a different body, or the same read as another type or coding, is a different operation", () => {
+    const post = (body: string, headers: Record<string, string> = {}) => describeHttp({ method: "POST", target: "/deploy", headers, body: Buffer.from(body), git: false });
+    const a = post("v1");
+    const b = post("v2");
     assert.equal(a.text, b.text);
     assert.notDeepEqual(a.parameters, b.parameters);
+    assert.notDeepEqual(post("v1", { "content-type": "application/json" }).parameters, post("v1", { "content-type": "text/plain" }).parameters);
+    assert.notDeepEqual(post("v1").parameters, post("v1", { "content-encoding": "gzip" }).parameters);
+    assert.deepEqual(post("v1", { "x-trace": "1" }).parameters, a.parameters, "other headers are not bound");
+    // What a reviewer reads: short UTF-8 text bodies, not binary ones.
+    assert.equal(post('{"service":"web"}').http.bodyText, '{"service":"web"}');
+    assert.equal(describeHttp({ method: "POST", target: "/x", headers: {}, body: Buffer.from([0xff, 0x00, 0x01]), git: false }).http.bodyText, undefined);
+    assert.equal(post("x".repeat(5000)).http.bodyText?.length, 4097);
+  });
+
+  test("a method override header: deny and review rules see either method, allow must cover both, and the text says so", () => {
+    for (const name of ["X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"]) {
+      const headers = { [name.toLowerCase()]: "delete" };
+      assert.equal(decide("POST", "/public/x", { headers }).rule, "no-deletes", name);
+      assert.equal(decide("GET", "/job/x", { headers }).rule, "no-deletes", name);
+    }
+    const op = describeHttp({ method: "POST", target: "/x", headers: { "x-http-method-override": "PUT" }, body: Buffer.alloc(0), git: false });
+    assert.equal(op.text, "POST /x (X-HTTP-Method-Override: PUT)");
+    // public-posts allows POST only: a POST that asks to run as PUT is not covered.
+    assert.equal(decide("POST", "/public/x", { principal: human, headers: { "x-http-method-override": "PUT" } }).action, "deny");
+    assert.equal(decide("POST", "/public/x", { principal: human, headers: { "x-http-method-override": "post" } }).rule, "public-posts");
   });
 
   test("credentials never become part of the operation", () => {

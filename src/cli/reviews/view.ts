@@ -10,7 +10,7 @@ export interface ReviewJson {
   decidedAt: string | null;
   connection: string;
   requester: { subject: string; displayName: string; kind: string };
-  operation: { text: string; parameters?: (string | null)[]; sql?: { statements: Array<{ kind: string; kinds: string[]; tables: string[]; flags: string[] }>; parseError?: string } };
+  operation: { text: string; parameters?: (string | null)[]; sql?: { statements: Array<{ kind: string; kinds: string[]; tables: string[]; flags: string[] }>; parseError?: string }; http?: { bodyBytes: number; bodySha256: string; bodyStreamed?: boolean; bodyText?: string } };
   modified?: { text: string } | null;
   rule: string;
   message: string | null;
@@ -41,7 +41,13 @@ export function reviewDetail(r: ReviewJson): string {
     "Operation:",
     ...r.operation.text.split("\n").map((l) => `  ${l}`),
   ];
-  if (r.operation.parameters?.length) lines.push("Parameters:", ...r.operation.parameters.map((p, i) => `  $${i + 1} = ${showParam(p)}`));
+  const h = r.operation.http;
+  if (h) {
+    // An HTTP request: its body (bound by its hash), the fields bound with it, what it says.
+    lines.push(`Body: ${h.bodyStreamed ? "streamed, not read" : `${h.bodyBytes} bytes${h.bodyBytes ? `, sha256 ${h.bodySha256}` : ""}`}`);
+    for (const p of r.operation.parameters?.slice(1) ?? []) lines.push(`  ${p}`);
+    if (h.bodyText !== undefined) lines.push(...h.bodyText.split("\n").map((l) => `  | ${l}`));
+  } else if (r.operation.parameters?.length) lines.push("Parameters:", ...r.operation.parameters.map((p, i) => `  $${i + 1} = ${showParam(p)}`));
   if (r.modified) lines.push("Modified by the reviewer to:", ...r.modified.text.split("\n").map((l) => `  ${l}`));
   const st = r.operation.sql?.statements ?? [];
   if (st.length) lines.push("Classification:", ...st.map((s, i) => `  [${i}] ${s.kinds.join(", ")}${s.tables.length ? `  tables: ${s.tables.join(", ")}` : ""}${s.flags.length ? `  flags: ${s.flags.join(", ")}` : ""}`));

@@ -51,6 +51,28 @@ export interface DescribedHttp extends Operation {
 
 const EMPTY_SHA256 = hash("sha256", "", "hex");
 
+/** Headers with which frameworks (Rails, Laravel, Spring, ASP.NET…) override the request's method. */
+export const METHOD_OVERRIDE_HEADERS = ["x-http-method-override", "x-http-method", "x-method-override"];
+/** Headers that change how the target reads the body: bound to an approval with it. */
+const BINDING_HEADERS = ["content-type", "content-encoding"];
+/** Bodies up to this size that are UTF-8 text are shown to reviewers (the first BODY_TEXT_CHARS of them). */
+const BODY_TEXT_BYTES = 64 * 1024;
+const BODY_TEXT_CHARS = 4096;
+const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+/** The body as text for a reviewer, when it is short UTF-8 text (no control characters but tab and line ends). */
+function bodyText(b: Buffer): string | undefined {
+  if (!b.length || b.length > BODY_TEXT_BYTES) return undefined;
+  let s: string;
+  try {
+    s = STRICT_UTF8.decode(b);
+  } catch {
+    return undefined;
+  }
+  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(s)) return undefined;
+  return s.length > BODY_TEXT_CHARS ? `${s.slice(0, BODY_TEXT_CHARS)}…` : s;
+}
+
 export function describeHttp(input: HttpRequestInput): DescribedHttp {
   const method = input.method.toUpperCase();
   const t = input.normalized ?? normalizeTarget(input.target);
@@ -73,7 +95,15 @@ export function describeHttp(input: HttpRequestInput): DescribedHttp {
   const json = streamed && coding && coding !== "identity" ? ({ kind: "unknown", why: "the body was not read whole and is compressed" } as const) : readJsonBody(content, !streamed, headers["content-type"]);
   if (json.kind === "json") http.json = json.doc;
   else if (json.kind === "unknown") http.jsonUnknown = json.why;
-  let text = `${method} ${t.path}${t.query ? `?${t.query}` : ""}`;
+  // A method override header makes many frameworks run another method than the request line's.
+  let override: string | undefined;
+  for (const name of METHOD_OVERRIDE_HEADERS) if (headers[name] !== undefined) override = headers[name]!.trim().toUpperCase();
+  if (override !== undefined) http.methodOverride = override;
+  if (!streamed) {
+    const preview = bodyText(input.decoded ?? input.body);
+    if (preview !== undefined) http.bodyText = preview;
+  }
+  let text = `${method} ${t.path}${t.query ? `?${t.query}` : ""}${override !== undefined ? ` (X-HTTP-Method-Override: ${override})` : ""}`;
   let receivePack: ReceivePackCommands | undefined;
   if (input.git) {
     const g = gitService(method, t.path, query);
@@ -88,8 +118,11 @@ export function describeHttp(input: HttpRequestInput): DescribedHttp {
       } else if (g.service === "upload-pack") text = `git fetch ${t.path.replace(/\/(info\/refs|git-upload-pack)$/, "")}`;
     }
   }
-  // The body's hash is the operation's one parameter, so an approval covers exactly this body.
-  const op: DescribedHttp = { protocol: "http", text, parameters: [streamed ? "streamed" : bodySha256], http, forward: t.forward };
+  // The body's hash, and the fields that say how to read it, are the operation's parameters: an
+  // approval covers exactly this body, read this way.
+  const parameters = [streamed ? "streamed" : bodySha256];
+  for (const name of BINDING_HEADERS) if (headers[name] !== undefined) parameters.push(`${name}: ${headers[name]}`);
+  const op: DescribedHttp = { protocol: "http", text, parameters, http, forward: t.forward };
   if (receivePack) op.receivePack = receivePack;
   return op;
 }
