@@ -110,6 +110,15 @@ describe("HTTP gate", () => {
     }
   });
 
+  test("a UTF-8 path sent raw (as curl sends it) is forwarded percent-encoded; Expect stays at the gateway", async () => {
+    const r = await curl(["-H", "Expect: 100-continue", "--data-binary", "x".repeat(2000), `${base}/ci/café`]);
+    assert.equal(r.status, 100, "the gateway's interim answer");
+    assert.match(r.body, /^HTTP\/1\.1 200 OK/);
+    assert.equal(seen.at(-1)!.url, "/caf%C3%A9");
+    assert.equal(seen.at(-1)!.body.length, 2000);
+    assert.equal(seenHeaders.at(-1)!.expect, undefined, "the gateway answered the 100-continue; the target gets the whole body");
+  });
+
   test("forwarding claims the caller could forge do not reach the target", async () => {
     await curl(["-H", "X-Forwarded-For: 10.0.0.1", "-H", "Forwarded: for=10.0.0.1", "-H", "X-Real-IP: 10.0.0.1", `${base}/ci/whoami`]);
     assert.ok(!JSON.stringify(seenHeaders.at(-1)).includes("10.0.0.1"));

@@ -42,9 +42,10 @@ const HOP_BY_HOP_NAMES = ["connection", "keep-alive", "proxy-connection", "te", 
 const HOP_BY_HOP: ReadonlySet<string> = new Set(HOP_BY_HOP_NAMES);
 /**
  * What a request to the target never carries: hop-by-hop fields, the caller's credentials, and
- * forwarding claims it could forge (the target might trust them). One set: one lookup per field.
+ * forwarding claims it could forge (the target might trust them), and Expect (the gateway answered
+ * it; the target gets the whole body at once). One set: one lookup per field.
  */
-const NOT_TO_TARGET: ReadonlySet<string> = new Set([...HOP_BY_HOP_NAMES, "authorization", "cookie", "x-gatehouse-token", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"]);
+const NOT_TO_TARGET: ReadonlySet<string> = new Set([...HOP_BY_HOP_NAMES, "authorization", "cookie", "x-gatehouse-token", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "expect"]);
 
 /** Drop the fields in `drop` (hop-by-hop ones by default) and those the Connection header names. */
 export function endToEnd(headers: Record<string, string | string[] | undefined>, drop: ReadonlySet<string> = HOP_BY_HOP): Record<string, string | string[]> {

@@ -599,7 +599,8 @@ export class HttpListener {
       }
       let upstream: HttpForwardResponse;
       try {
-        upstream = await agent.httpRequest!(connection, { method: op.http.method, target: op.forward.replace(/^\/+/, "/"), headers: req.headers, body: streamed ? this.#rest(req, body, rec, recordLimit) : body, signal: abort });
+        // The method as the client wrote it (methods are case-sensitive; policy compares them without case).
+        upstream = await agent.httpRequest!(connection, { method: req.method, target: op.forward.replace(/^\/+/, "/"), headers: req.headers, body: streamed ? this.#rest(req, body, rec, recordLimit) : body, signal: abort });
       } catch (e) {
         status = 502;
         return this.#problem(res, e, { git: isGit });

@@ -61,6 +61,7 @@ export interface ResponseHead extends HeadFields {
 // tchar (RFC 9110 §5.6.2).
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const TARGET = /^[\x21-\x7e]+$/;
+const TARGET_8BIT = /^[\x21-\x7e\x80-\xff]+$/;
 /** Longest request target accepted (414 beyond). */
 export const MAX_TARGET = 8192;
 const CRLFCRLF = Buffer.from("\r\n\r\n");
@@ -199,7 +200,13 @@ export function parseRequestHead(buf: Buffer, limits: HeadLimits = DEFAULT_HEAD_
   const minor = version(rl.slice(s2 + 1), "request version");
   if (!TOKEN.test(method)) throw new HttpSyntaxError(400, "an invalid method");
   if (target.length > MAX_TARGET) throw new HttpSyntaxError(414, `the request target is longer than ${MAX_TARGET} characters`);
-  if (!TARGET.test(target)) throw new HttpSyntaxError(400, "the request target must be visible ASCII (percent-encode the rest)");
+  if (!TARGET.test(target)) {
+    // Raw bytes over 0x7F (curl and browsers send UTF-8 paths as they are): taken as their
+    // percent-encoding, which the path's normalization then decodes and checks as UTF-8.
+    if (!TARGET_8BIT.test(target)) throw new HttpSyntaxError(400, "the request target must be visible ASCII (percent-encode the rest)");
+    target = target.replace(/[\x80-\xff]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+    if (target.length > MAX_TARGET) throw new HttpSyntaxError(414, `the request target is longer than ${MAX_TARGET} characters`);
+  }
   // A fragment is the client's own; in a request target `#` has no meaning, and parsers disagree
   // on whether it ends the query (RFC 9112 §3.2: origin-form is a path and a query).
   if (target.includes("#")) throw new HttpSyntaxError(400, "a request target carries no fragment (#); percent-encode it as %23");
@@ -253,6 +260,7 @@ function isChunked(te: string | string[], status: number): boolean {
     .filter(Boolean);
   if (codings.length === 1 && codings[0] === "chunked") return true;
   if (codings.at(-1) !== "chunked") throw new HttpSyntaxError(status === 502 ? 502 : 400, "chunked must be the final transfer coding");
+  if (codings.indexOf("chunked") !== codings.length - 1) throw new HttpSyntaxError(status === 502 ? 502 : 400, "chunked may be applied only once (RFC 9112 §6.1)");
   throw new HttpSyntaxError(status === 502 ? 502 : 501, `transfer coding ${codings.join(", ")} is not supported (only chunked)`);
 }
 

@@ -25,7 +25,7 @@ test("every trick lands on the canonical path", () => {
 });
 
 test("what cannot be made canonical is refused", () => {
-  for (const bad of ["/%2564eploy", "/a%2Fb", "/a%2fb", "/a\\b", "/a%5Cb", "/a%00b", "/a%0Ab", "/%zz", "/%4", "/..", "/a/../../b", "/%C3", "deploy", "http://x/deploy", "*", "/a?b\u0000"]) {
+  for (const bad of ["/%2564eploy", "/a%2Fb", "/a%2fb", "/a\\b", "/a%5Cb", "/a%00b", "/a%0Ab", "/%zz", "/%4", "/..", "/a/../../b", "/%C3", "deploy", "http://x/deploy", "*", "/a?b\u0000", "/a?x=1%00"]) {
     assert.throws(() => normalizeTarget(bad), PathRejected, bad);
   }
 });

@@ -100,6 +100,8 @@ export function normalizeTarget(target: string): NormalizedTarget {
   const rawPath = q < 0 ? target : target.slice(0, q);
   const query = q < 0 ? "" : target.slice(q + 1);
   if (/[\u0000-\u001f\u007f]/.test(query)) throw new PathRejected("a control character in the query");
+  // An encoded NUL ends a value early for a target written in C (or a CGI), not for the gate.
+  if (query.includes("%00")) throw new PathRejected("an encoded NUL (%00) in the query");
   if (CANONICAL_PATH.test(rawPath)) {
     const trailing = rawPath.endsWith("/");
     const segments = (trailing ? rawPath.slice(1, -1) : rawPath.slice(1)).split("/");
