@@ -17,7 +17,7 @@
 import { STATUS_CODES } from "node:http";
 import { type AddressInfo, createServer as createNetServer, type Server, type Socket } from "node:net";
 import { type Duplex, Readable } from "node:stream";
-import { createServer as createTlsServer } from "node:tls";
+import { createSecureContext, type SecureContext, TLSSocket } from "node:tls";
 import { gunzipSync, inflateSync } from "node:zlib";
 import type { AgentRegistry } from "../../agent/agent.ts";
 import type { HttpForwardResponse } from "../../agent/http.ts";
@@ -25,7 +25,8 @@ import { bearerFrom } from "../../api/auth.ts";
 import { problemFromError } from "../../api/problem.ts";
 import type { Connection } from "../../domain/connection.ts";
 import { Cancellation } from "../../domain/cancel.ts";
-import { GatehouseError } from "../../domain/errors.ts";
+import { ERRORS, GatehouseError } from "../../domain/errors.ts";
+import { problemOf } from "../../api/problem.ts";
 import type { GitRefUpdate } from "../../domain/operation.ts";
 import type { Principal } from "../../domain/principal.ts";
 import type { TrustedToken } from "../../identity/verifier.ts";
@@ -87,6 +88,40 @@ function decodeBody(body: Buffer, encoding: string | undefined, maxOutput: numbe
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** How long a client on the TLS listener has to send its first byte and finish the handshake. */
+const TLS_HANDSHAKE_MS = 30_000;
+
+/**
+ * The HTTPS listener's connection handler: a TLS handshake goes on to `onSecure`; a plain HTTP
+ * request (its first byte a letter, not a TLS record) is answered in plain HTTP — 400, use
+ * https:// — instead of a connection closed without a word.
+ */
+function tlsOrPlainAnswer(secureContext: SecureContext, onSecure: (s: Socket) => void): (raw: Socket) => void {
+  return (raw) => {
+    raw.on("error", () => {});
+    const timer = setTimeout(() => raw.destroy(), TLS_HANDSHAKE_MS);
+    timer.unref();
+    raw.once("data", (first: Buffer) => {
+      raw.pause();
+      raw.unshift(first);
+      if (first[0] !== 0x16) {
+        clearTimeout(timer);
+        const p = problemOf(ERRORS.HTTP_TLS_REQUIRED, "a plain HTTP request on the HTTPS listener; use https://");
+        const body = JSON.stringify({ ...p, status: 400 });
+        raw.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+        return;
+      }
+      // The bytes read so far are handed to TLS (TLSSocket reads what the socket holds first).
+      const s = new TLSSocket(raw, { isServer: true, secureContext });
+      s.on("error", () => s.destroy());
+      s.once("secure", () => {
+        clearTimeout(timer);
+        onSecure(s);
+      });
+    });
+  };
+}
 
 /** A target's answer to an upgrade request is read up to this size (its head). */
 const SWITCH_HEAD_BYTES = 16 * 1024;
@@ -221,8 +256,8 @@ export class HttpListener {
       conn.onClose(() => this.#conns.delete(conn));
     };
     // allowHalfOpen: a client that finishes sending (shutdown) still gets its response.
-    const server: Server = this.#d.tls ? (createTlsServer({ cert: this.#d.tls.cert, key: this.#d.tls.key, minVersion: "TLSv1.2", allowHalfOpen: true }, onSocket) as unknown as Server) : createNetServer({ allowHalfOpen: true }, onSocket);
-    if (this.#d.tls) server.on("tlsClientError", () => {});
+    const tls = this.#d.tls;
+    const server: Server = createNetServer({ allowHalfOpen: true }, tls ? tlsOrPlainAnswer(createSecureContext({ cert: tls.cert, key: tls.key, minVersion: "TLSv1.2" }), onSocket) : onSocket);
     this.#server = server;
     return listen(server, this.#d.config.port, this.#d.config.host, "listeners.http");
   }
