@@ -28,7 +28,7 @@ export function readJsonBody(start: Buffer, complete: boolean, contentType: stri
   if (start.length > JSON_PARSE_LIMIT) return { kind: "unknown", why: `a JSON body over ${JSON_PARSE_LIMIT} bytes is not parsed` };
   let text: string;
   try {
-    text = new TextDecoder(enc.name, { fatal: true, ignoreBOM: false }).decode(start);
+    text = DECODERS[enc.name].decode(start);
   } catch {
     return { kind: "unknown", why: `the body is not valid ${enc.name}` };
   }
@@ -45,6 +45,9 @@ export function readJsonBody(start: Buffer, complete: boolean, contentType: stri
 }
 
 type Encoding = { name: "utf-8" | "utf-16le" | "utf-16be"; bom: number };
+
+/** Strict decoders (a byte-order mark is dropped). */
+const DECODERS = { "utf-8": new TextDecoder("utf-8", { fatal: true }), "utf-16le": new TextDecoder("utf-16le", { fatal: true }), "utf-16be": new TextDecoder("utf-16be", { fatal: true }) };
 
 /** The body's encoding: its byte-order mark, else the charset parameter, else RFC 4627's zero-byte pattern, else UTF-8. */
 function encodingOf(b: Buffer, contentType: string | undefined): Encoding | "unsupported" {
