@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -101,6 +101,23 @@ describe("git through the gateway", () => {
     const twice = await fetch(`${url}/info/refs?service=git-upload-pack&service=git-receive-pack`, { headers: { authorization: `Bearer ${token}` } });
     assert.equal(twice.status, 400);
     assert.match(await twice.text(), /more than one service parameter/);
+  });
+
+  test("the fast-forward check ignores the host's git configuration (a global http.extraHeader)", async () => {
+    // A ~/.gitconfig on the agent's host whose header would go before the target's credential.
+    const hostile = join(dir, "hostile-home");
+    mkdirSync(hostile, { recursive: true });
+    writeFileSync(join(hostile, ".gitconfig"), "[http]\n\textraHeader = Authorization: Basic d3Jvbmc6d3Jvbmc=\n");
+    const home = process.env.HOME;
+    process.env.HOME = hostile;
+    try {
+      await commit("hostile.txt", "h\n");
+      const r = await inWork(["push", "origin", "feature/x"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await head("feature/x"), (await inWork(["rev-parse", "HEAD"])).stdout.trim());
+    } finally {
+      process.env.HOME = home;
+    }
   });
 
   test("a force push is refused with a readable git error, and changes nothing", async () => {

@@ -167,6 +167,17 @@ describe("HTTP gate", () => {
     const review = await pendingReviewFor(t, "POST /deploy/gone", 10_000);
     sock.end(); // what curl -m does when its time is up: close (the gateway sees a FIN)
     const dba = await t.humanToken(["dba"], "Dana DBA");
+    // The FIN in the same breath as the request (printf … | nc -N): the review is cancelled too,
+    // and the client is answered at once.
+    const early = connect(t.gw.http!.port, "127.0.0.1");
+    await once(early, "connect");
+    let answer = "";
+    early.on("data", (b: Buffer) => (answer += b.toString()));
+    early.end(`POST /ci/deploy/early HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${agentToken}\r\nContent-Length: 2\r\n\r\n{}`);
+    const earlyReview = await pendingReviewFor(t, "POST /deploy/early", 10_000).catch(() => undefined);
+    await waitFor(() => (answer.includes("GH-REVIEW-007") ? true : undefined), "the client to be answered");
+    if (earlyReview) assert.equal((await getReview(t, earlyReview.id, dba)).body.status, "cancelled");
+    early.destroy();
     const cancelled = await waitFor(async () => ((await getReview(t, review.id, dba)).body.status === "cancelled" ? true : undefined), "the review to be cancelled");
     assert.equal(cancelled, true);
     assert.equal((await approveReview(t, review.id, dba)).status, 409, "a cancelled review cannot be approved");

@@ -22,7 +22,10 @@ interface GitResult {
 
 function git(args: string[], opts: { env?: Record<string, string>; input?: Buffer; timeoutMs?: number } = {}): Promise<GitResult> {
   return new Promise((done) => {
-    const child = execFile("git", args, { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", GIT_TERMINAL_PROMPT: "0", ...opts.env }, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 1 << 20, encoding: "buffer" }, (err, _out, stderr) => {
+    // No global or system git configuration: a host's ~/.gitconfig (an http.extraHeader that
+    // would go before the target's credential, a url.insteadOf that would send it elsewhere)
+    // has no say in how the agent talks to a target.
+    const child = execFile("git", args, { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", GIT_TERMINAL_PROMPT: "0", GIT_CONFIG_GLOBAL: "/dev/null", GIT_CONFIG_NOSYSTEM: "1", ...opts.env }, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 1 << 20, encoding: "buffer" }, (err, _out, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : -1) : 0;
       done({ code, stderr: stderr.toString("utf8").slice(0, 2000) });
     });

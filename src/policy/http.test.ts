@@ -114,7 +114,7 @@ describe("HTTP rules", () => {
       ["a key twice (the target may keep either)", json, Buffer.from('{"spec":{"env":"production","env":"dev"}}')],
       ["the other order", json, Buffer.from('{"spec":{"env":"dev","env":"production"}}')],
       ["not strict JSON (a comment)", json, Buffer.from('{"spec":{"env":"dev"}} // prod')],
-      ["UTF-32", json, Buffer.concat([Buffer.from([0xff, 0xfe, 0, 0]), Buffer.alloc(8)])],
+      ["UTF-32 (not read by the gate)", json, Buffer.concat([Buffer.from([0xff, 0xfe, 0, 0]), ...[...prod].map((c) => Buffer.from([c.charCodeAt(0), 0, 0, 0]))])],
     ];
     for (const [why, headers, body] of variants) {
       const op = describeHttp({ method: "POST", target: "/apps", headers, body, git: false });

@@ -208,6 +208,10 @@ describe("waiting and recovery", () => {
     const w = svc.waitForDecision(r.id, ac.signal);
     ac.abort(new Error("client gone"));
     await assert.rejects(w, /client gone/);
+    // Aborted before the wait began: rejected at once, not left waiting for a decision.
+    const gone = new AbortController();
+    gone.abort(new Error("gone before"));
+    await assert.rejects(svc.waitForDecision((await create()).id, gone.signal), /gone before/);
   });
   test("events are emitted to subscribers", async () => {
     const seen: string[] = [];

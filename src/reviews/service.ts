@@ -341,6 +341,12 @@ export class ReviewService {
         this.#events.off(id, onDecided);
         signal?.removeEventListener("abort", onAbort);
       };
+      // Aborted before the wait began (the client went away while the review was being opened):
+      // no wait at all — an aborted signal never fires "abort" again.
+      if (signal?.aborted) {
+        reject(signal.reason ?? new Error("aborted"));
+        return;
+      }
       this.#events.on(id, onDecided);
       signal?.addEventListener("abort", onAbort, { once: true });
       // The decision may have landed before we subscribed.

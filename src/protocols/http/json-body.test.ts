@@ -37,9 +37,15 @@ describe("JSON bodies for rule conditions", () => {
     unknown(Buffer.from('{"a":1'), false, undefined, /not read whole/);
     unknown(Buffer.alloc(0), false, "application/json", /not read/);
     unknown(Buffer.from("{'a': 1}"), true, undefined, /not strict JSON/);
+    unknown(Buffer.from("[1, 2,]"), true, "application/octet-stream", /not strict JSON/);
     unknown(Buffer.from('{"a":1,"a":2}'), true, "text/plain", /the key "a" appears twice/);
     unknown(Buffer.from([0xff, 0xfe, 0, 0, 0x7b, 0, 0, 0]), true, undefined, /UTF-32/);
-    unknown(Buffer.from([0xef, 0xbb, 0xbf, 0x7b, 0xff, 0x7d]), true, undefined, /not valid utf-8/);
+    unknown(Buffer.from([0, 0, 0, 0x20, 0, 0, 0, 0x5b]), true, "application/octet-stream", /UTF-32/);
+    // Binary formats that start with zero bytes (MP4, ICO) or a brace, and are no text: not JSON.
+    assert.equal(readJsonBody(Buffer.from("\u0000\u0000\u0000\u0018ftypmp42isom", "latin1"), true, "video/mp4").kind, "not-json");
+    assert.equal(readJsonBody(Buffer.from([0, 0, 1, 0, 1, 0, 16, 16]), true, "image/x-icon").kind, "not-json");
+    assert.equal(readJsonBody(Buffer.from([0x7b, 0xff, 0xfe, 0x00, 0x9c]), true, "application/octet-stream").kind, "not-json");
+    assert.equal(readJsonBody(Buffer.from([0xef, 0xbb, 0xbf, 0x7b, 0xff, 0x7d]), true, undefined).kind, "not-json", "invalid UTF-8 is no text");
     const big = Buffer.from(`{"pad":"${"x".repeat(JSON_PARSE_LIMIT)}"}`);
     unknown(big, true, "application/json", /over \d+ bytes/);
   });

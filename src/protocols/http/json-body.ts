@@ -21,7 +21,11 @@ export function readJsonBody(start: Buffer, complete: boolean, contentType: stri
   const declared = contentType !== undefined && JSON_TYPE.test(contentType);
   if (!start.length) return complete ? { kind: "not-json" } : declared ? { kind: "unknown", why: "the body was not read" } : { kind: "not-json" };
   const enc = encodingOf(start, contentType);
-  if (enc === "unsupported") return { kind: "unknown", why: "a JSON text in an encoding the gate does not read (UTF-32)" };
+  if (enc === "unsupported") {
+    // UTF-32 (or a binary start that looks like it, as many media formats do): JSON only if its
+    // first character opens an object or array.
+    return looksLikeJson32(start) ? { kind: "unknown", why: "a JSON text in an encoding the gate does not read (UTF-32)" } : { kind: "not-json" };
+  }
   const looks = looksLikeJson(start, enc);
   if (!looks && !declared) return { kind: "not-json" };
   if (!complete) return { kind: "unknown", why: "the body was not read whole" };
@@ -30,7 +34,8 @@ export function readJsonBody(start: Buffer, complete: boolean, contentType: stri
   try {
     text = DECODERS[enc.name].decode(start);
   } catch {
-    return { kind: "unknown", why: `the body is not valid ${enc.name}` };
+    // Not text at all: no parser reads it as JSON (declared JSON or not, the target refuses it).
+    return { kind: "not-json" };
   }
   let doc: unknown;
   try {
@@ -73,6 +78,19 @@ function looksLikeJson(b: Buffer, enc: Encoding): boolean {
   for (let i = enc.bom; i + step - 1 < b.length; i += step) {
     if (step === 2 && b[i + 1 - lo] !== 0) return false; // a character outside ASCII first
     const c = b[i + lo]!;
+    if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) continue;
+    return c === 0x7b || c === 0x5b;
+  }
+  return false;
+}
+
+/** Whether a UTF-32 text (either byte order, with or without its mark) starts, after white space, with `{` or `[`. */
+function looksLikeJson32(b: Buffer): boolean {
+  // 00 00 FE FF and 00 00 00 xx are big-endian; FF FE 00 00 and xx 00 00 00 little-endian.
+  const le = b[0] !== 0;
+  let i = (b[0] === 0xff && b[1] === 0xfe) || (b[0] === 0 && b[1] === 0 && b[2] === 0xfe && b[3] === 0xff) ? 4 : 0;
+  for (; i + 3 < b.length; i += 4) {
+    const c = le ? b.readUInt32LE(i) : b.readUInt32BE(i);
     if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) continue;
     return c === 0x7b || c === 0x5b;
   }
