@@ -447,3 +447,129 @@ describe("async review mode", () => {
     });
   }
 });
+
+/** One or more query cycles on a raw session: CommandComplete tags and error codes (or messages), up to `cycles` ReadyForQuery. */
+async function rawCycle(raw: RawClient, messages: Buffer[], cycles = 1): Promise<string[]> {
+  raw.write(Buffer.concat(messages));
+  const out: string[] = [];
+  for (let seen = 0; seen < cycles; ) {
+    const m = await raw.next(["C", "E", "Z"]);
+    assert.ok(m, "the gateway closed the connection");
+    if (m.type === "Z") seen++;
+    else out.push(m.type === "C" ? m.body.toString("utf8", 0, m.body.length - 1) : errorFields(m.body).M!.split(":")[0]!);
+  }
+  return out;
+}
+
+/** A Query message with exactly these bytes as its text (serialize.query writes UTF-8). */
+function rawQuery(text: Buffer): Buffer {
+  const b = Buffer.alloc(1 + 4 + text.length + 1);
+  b[0] = 0x51;
+  b.writeInt32BE(4 + text.length + 1, 1);
+  text.copy(b, 5);
+  return b;
+}
+
+const columnsOfT = async () => (await direct.query("SELECT column_name FROM information_schema.columns WHERE table_name = 't' ORDER BY column_name")).rows.map((r) => r.column_name as string);
+
+describe("statement text the server could read differently from the gate", () => {
+  test("with standard_conforming_strings off, a backslash cannot hide a statement inside a literal", { timeout: 10_000 }, async () => {
+    await reset();
+    const raw = await RawClient.login(t, token);
+    const hidden = String.raw`SELECT 'a\' || ' ; DELETE FROM t WHERE id = 1; -- '`;
+    try {
+      assert.deepEqual(await rawCycle(raw, [serialize.query("SET standard_conforming_strings = off")]), ["SET"]);
+      assert.deepEqual(await rawCycle(raw, [serialize.query(hidden)]), ["GH-PG-009"]);
+      assert.deepEqual(await rawCycle(raw, [serialize.parse({ text: hidden }), serialize.bind({}), serialize.execute({}), serialize.sync()]), ["GH-PG-009"]);
+      assert.deepEqual(await rawCycle(raw, [serialize.query("SELECT 1")]), ["SELECT 1"], "text without backslashes reads the same either way");
+      assert.deepEqual(await tRows(), INITIAL, "nothing deleted");
+      // Back on: the same kind of text is judged again.
+      assert.deepEqual(await rawCycle(raw, [serialize.query("SET standard_conforming_strings = on")]), ["SET"]);
+      assert.deepEqual(await rawCycle(raw, [serialize.query(String.raw`SELECT 'a\b' AS x`)]), ["SELECT 1"]);
+      // Turned off and used in one pipeline: the second statement arrives before the server has
+      // said anything about the first, so it is refused.
+      const both = await rawCycle(raw, [serialize.query("SELECT set_config('standard_conforming_strings', 'off', false)"), serialize.query(hidden.replace("id = 1", "id = 2"))], 2);
+      assert.deepEqual(both, ["SELECT 1", "GH-PG-009"]);
+      assert.deepEqual(await tRows(), INITIAL, "nothing deleted");
+    } finally {
+      raw.destroy();
+    }
+  });
+
+  test("a client_encoding whose characters can contain a backslash byte (SJIS): non-ASCII text is refused", { timeout: 10_000 }, async () => {
+    await reset();
+    const raw = await RawClient.login(t, token);
+    try {
+      assert.deepEqual(await rawCycle(raw, [serialize.query("SET client_encoding = 'SJIS'")]), ["SET"]);
+      // In SJIS 0x81 0x5C is one character; as UTF-8 the 0x5C is a backslash that ends nothing.
+      const text = Buffer.concat([Buffer.from("SELECT E'"), Buffer.from([0x81, 0x5c]), Buffer.from("' ; DELETE FROM t WHERE id = 3; -- '")]);
+      assert.deepEqual(await rawCycle(raw, [rawQuery(text)]), ["GH-PG-009"]);
+      assert.deepEqual(await rawCycle(raw, [serialize.query("SELECT id FROM t WHERE id = 3")]), ["SELECT 1"], "ASCII text reads the same in SJIS");
+      assert.deepEqual(await tRows(), INITIAL);
+    } finally {
+      raw.destroy();
+    }
+  });
+});
+
+describe("statement names after an error", () => {
+  const bindRun = (statement: string) => [serialize.bind({ statement }), serialize.execute({}), serialize.sync()];
+
+  test("a Close skipped after an error does not free a held statement's name", { timeout: 10_000 }, async () => {
+    await reset();
+    const raw = await RawClient.login(t, token);
+    try {
+      assert.deepEqual(await rawCycle(raw, [serialize.parse({ name: "x", text: "ALTER TABLE t ADD COLUMN c1 int" }), serialize.sync()]), [], "parsed; each Bind needs a review");
+      const failed = await rawCycle(raw, [serialize.parse({ text: "SELECT 1/0" }), serialize.bind({}), serialize.execute({}), serialize.close({ type: "S", name: "x" }), serialize.sync()]);
+      assert.equal(failed.length, 1, "the division fails; the server skips the Close");
+      assert.deepEqual(await rawCycle(raw, bindRun("x")), ["GH-POLICY-002"], "still the ALTER, still reviewed");
+      // A DEALLOCATE refused by the server (an aborted transaction) does not free it either.
+      assert.deepEqual(await rawCycle(raw, [serialize.query("BEGIN")]), ["BEGIN"]);
+      assert.equal((await rawCycle(raw, [serialize.query("SELECT 1/0")])).length, 1);
+      assert.equal((await rawCycle(raw, [serialize.query("DEALLOCATE x")])).length, 1, "25P02: the transaction is aborted");
+      assert.deepEqual(await rawCycle(raw, [serialize.query("ROLLBACK")]), ["ROLLBACK"]);
+      assert.deepEqual(await rawCycle(raw, bindRun("x")), ["GH-POLICY-002"]);
+      // A Close the server did run frees it.
+      assert.deepEqual(await rawCycle(raw, [serialize.close({ type: "S", name: "x" }), serialize.sync()]), []);
+      assert.deepEqual(await rawCycle(raw, [serialize.parse({ name: "x", text: "SELECT 2" }), ...bindRun("x")]), ["SELECT 1"]);
+      assert.deepEqual(await columnsOfT(), ["id", "name"], "no column added");
+    } finally {
+      raw.destroy();
+    }
+  });
+
+  test("an unnamed statement replaced in a pipeline the server abandoned still means the held one", { timeout: 10_000 }, async () => {
+    await reset();
+    const raw = await RawClient.login(t, token);
+    try {
+      assert.deepEqual(await rawCycle(raw, [serialize.parse({ text: "ALTER TABLE t ADD COLUMN c3 int" }), serialize.sync()]), []);
+      const failed = await rawCycle(raw, [serialize.parse({ name: "q", text: "SELECT 1/0" }), serialize.bind({ statement: "q" }), serialize.execute({}), serialize.parse({ text: "SELECT 1" }), serialize.sync()]);
+      assert.equal(failed.length, 1);
+      assert.deepEqual(await rawCycle(raw, bindRun("")), ["GH-PG-004"], "it may be either: refused");
+      // In one segment a Parse then a Bind is always that Parse (or nothing).
+      assert.deepEqual(await rawCycle(raw, [serialize.parse({ text: "SELECT 3" }), ...bindRun("")]), ["SELECT 1"]);
+      assert.deepEqual(await rawCycle(raw, bindRun("nope")), ["GH-PG-004"], "a name the gate never saw");
+      assert.deepEqual(await columnsOfT(), ["id", "name"]);
+    } finally {
+      raw.destroy();
+    }
+  });
+
+  test("a statement made by SQL PREPARE is judged at every protocol Bind, like EXECUTE", { timeout: 10_000 }, async () => {
+    await reset();
+    const raw = await RawClient.login(t, token);
+    try {
+      const prepare = "PREPARE p AS UPDATE t SET name = name || '+'";
+      const held = await rawCycle(raw, [serialize.query(prepare)]);
+      assert.deepEqual(held, ["GH-POLICY-002"]);
+      assert.deepEqual(await rawCycle(raw, bindRun("p")), ["GH-PG-004"], "not prepared yet: unknown");
+      const review = (await t.gw.reviews.list({ status: "pending", limit: 100 })).find((r) => r.operation.text === prepare)!;
+      await approveReview(t, review.id, dbaToken);
+      assert.deepEqual(await rawCycle(raw, [serialize.query(prepare)]), ["PREPARE"]);
+      assert.deepEqual(await rawCycle(raw, bindRun("p")), ["GH-POLICY-002"], "the UPDATE needs its own review");
+      assert.deepEqual(await tRows(), INITIAL, "not run");
+    } finally {
+      raw.destroy();
+    }
+  });
+});

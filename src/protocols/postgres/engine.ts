@@ -16,13 +16,13 @@ import type { PostgresTargetSession } from "../../agent/postgres.ts";
 import type { Connection } from "../../domain/connection.ts";
 import type { Decision } from "../../domain/decision.ts";
 import { GatehouseError } from "../../domain/errors.ts";
-import type { Operation, SqlStatement } from "../../domain/operation.ts";
+import type { Operation, SqlDescription, SqlStatement } from "../../domain/operation.ts";
 import type { Principal } from "../../domain/principal.ts";
 import { type GateSession, type Verdict, verdictEvent } from "../../gate/gate.ts";
 import type { EngineDeps, OpenSession } from "../../gate/sessions.ts";
 import type { SessionRecorder } from "../../recording/recorder.ts";
 import { commitInSession, describeInSession, PreparedStatementRegistry, type SessionDescription } from "./classify/index.ts";
-import { backend, type BindMessage, bindParamFormat, FrontendDecoder, type FrontendMessage, frontendWriter, isProtocolError, parsePassword, type StartupMessage } from "./codec/index.ts";
+import { BackendType, backend, type BindMessage, bindParamFormat, FrontendDecoder, type FrontendMessage, frontendWriter, isProtocolError, parseParameterStatus, parsePassword, type StartupMessage } from "./codec/index.ts";
 import { isLoopback } from "../loopback.ts";
 import { newMarker, ServerStream } from "./server-stream.ts";
 import { errorFrame, noticeFrame, toGatehouseError } from "./wire-errors.ts";
@@ -103,6 +103,35 @@ export class PostgresListener {
   }
 }
 
+/** One meaning a statement name may have on the server (a Parse forwarded under it). */
+interface NamedStatement {
+  text: string;
+  sql: SessionDescription;
+  /** It needs a review per execution: judged at each Bind with the bound values. */
+  gated: boolean;
+  /** Its effect on the session's prepared statements has been recorded. */
+  committed: boolean;
+}
+
+/** A change to the statement namespace, applied once the server has answered cycle `cycle` with no error since `errors`. */
+interface PendingNameChange {
+  cycle: number;
+  errors: number;
+  apply: () => void;
+}
+
+/** Client encodings in which statement text reads as the gate reads it (UTF-8; SQL_ASCII passes bytes on unchanged). */
+const SAFE_ENCODINGS = new Set(["UTF8", "UNICODE", "SQLASCII"]);
+
+/** Whether text could read differently under other settings: a backslash, or a character outside ASCII. */
+function settingDependent(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x5c || c > 0x7e) return true;
+  }
+  return false;
+}
+
 class PgSession {
   #client: Socket | TLSSocket;
   readonly #raw: Socket;
@@ -124,10 +153,28 @@ class PgSession {
    * (which a connection whose default is allow would let through without the review the body
    * needs). (Found by test/postgres-statements.test.ts.)
    */
-  readonly #protocolStatements = new Map<string, SqlStatement>();
-  readonly #prepared = new PreparedStatementRegistry({ fallback: (name) => this.#protocolStatements.get(name) });
-  /** Protocol-level prepared statements that need a review per execution (judged at Bind). */
-  readonly #gated = new Map<string, { text: string; sql: SessionDescription; committed: boolean }>();
+  readonly #named = new Map<string, NamedStatement[]>();
+  readonly #prepared = new PreparedStatementRegistry({ fallback: (name) => this.#namedStatement(name) });
+  /**
+   * Changes to the statement namespace (Close, DEALLOCATE, a Parse replacing a name, a Query
+   * dropping the unnamed statement) applied only once the server has answered them without an
+   * error: after an error the server skips messages until Sync, and a DEALLOCATE in a failed
+   * transaction does nothing, so forgetting a name on the client's word alone let a held
+   * statement run unjudged. (Found by black-box testing.)
+   */
+  #pendingNames: PendingNameChange[] = [];
+  /**
+   * Statements parsed since the last Sync, by name. A Bind after a Parse of its name in the same
+   * pipeline segment runs that statement or nothing (after an error the server skips both), so
+   * for it older meanings do not count.
+   */
+  readonly #segmentParses = new Map<string, NamedStatement>();
+  /** Statement names Closed since the last Sync: a Parse of one later in the segment runs only if the Close did. */
+  readonly #segmentCloses = new Set<string>();
+  /** standard_conforming_strings as the server last reported it is off. */
+  #scsOff = false;
+  /** client_encoding as the server last reported it. */
+  #encoding = "UTF8";
   #inbox: FrontendMessage[] = [];
   /** A FATAL waiting for the end of the server message the client is inside; null once sent. */
   #fatalFrame: Buffer | null | undefined;
@@ -347,6 +394,18 @@ class PgSession {
     this.#cancelKey = keyOf(target.backendKey.processId, target.backendKey.secretKey);
     this.#listener.cancelKeys.set(this.#cancelKey, { connection: this.#gateSession!.connection });
 
+    // The settings that change how the server reads statement text, as it reports them.
+    for (const f of target.parameterFrames) {
+      if (f[0] !== BackendType.ParameterStatus) continue;
+      try {
+        const { name, value } = parseParameterStatus(f.subarray(5));
+        this.#onServerParameter(name, value);
+      } catch {
+        /* malformed: passed on as it is */
+      }
+    }
+    this.#stream.onParameter = (name, value) => this.#onServerParameter(name, value);
+    this.#stream.onReady = (count) => this.#settle(count);
     const hello: Buffer[] = [backend.authenticationOk(), ...target.parameterFrames, backend.backendKeyData(target.backendKey.processId, target.backendKey.secretKey)];
     const dropped = Object.keys(startup.parameters).filter((k) => k === "options");
     if (dropped.length) hello.push(noticeFrame("Gatehouse does not pass the startup parameter `options` to the target", "Run SET statements instead; they are judged by policy like any other statement."));
@@ -479,14 +538,22 @@ class PgSession {
         return this.#onBind(m);
       case "Close":
         if (m.kind === "S") {
-          this.#gated.delete(m.name);
-          this.#protocolStatements.delete(m.name);
+          const name = m.name;
+          this.#segmentCloses.add(name);
+          const was = this.#named.get(name);
+          const registry = this.#prepared.forgetter(name);
+          this.#afterConfirmed(this.#cycles + 1, () => {
+            this.#dropMeanings(name, was);
+            registry();
+          });
         }
         this.#send(m.raw);
         return undefined;
       case "Sync":
         this.#cycles++;
         this.#unsynced = false;
+        this.#segmentParses.clear();
+        this.#segmentCloses.clear();
         this.#send(m.raw);
         return undefined;
       case "Execute":
@@ -536,21 +603,88 @@ class PgSession {
   }
 
   async #onQuery(text: string, raw: Buffer): Promise<void> {
+    const lexing = this.#lexingRefusal(text);
+    if (lexing) return this.#refused(lexing, "query");
     const sql = describeInSession(text, this.#prepared);
     const clash = this.#reusedGatedName(sql);
     if (clash) return this.#refused(clash, "query");
     const v = await this.#judge({ protocol: "postgres", text, sql });
     if (!v.forward) return this.#refuseQuery(v.error);
     this.#cycles++;
+    this.#segmentParses.clear();
+    this.#segmentCloses.clear();
+    // A simple Query drops the unnamed prepared statement.
+    const unnamed = this.#named.get("");
+    if (unnamed) this.#afterConfirmed(this.#cycles, () => this.#dropMeanings("", unnamed));
     if (v.replacement) {
       // A reviewer rewrote the statement: the client is told, and the replacement runs instead.
       this.#tellReplaced(v.replacement.text);
-      this.#commit(describeInSession(v.replacement.text, this.#prepared));
+      this.#commit(describeInSession(v.replacement.text, this.#prepared), this.#cycles);
       this.#send(frontendWriter.query(v.replacement.text));
       return;
     }
-    this.#commit(sql);
+    this.#commit(sql, this.#cycles);
     this.#send(raw);
+  }
+
+  /**
+   * The gate reads statement text as UTF-8 with standard_conforming_strings on. When the session
+   * says otherwise, a backslash in a string literal or a non-ASCII byte can end a literal for the
+   * server where it does not for the gate (`SELECT 'a\' || ' ; DELETE …'` with the setting off;
+   * an SJIS character whose second byte is a backslash) and hide statements from it. Text
+   * without either reads the same every way, so only such text is refused, and only while the
+   * settings differ — or may differ: a statement still running (a trigger, a function, a DO
+   * block can change them) is reported on only at its ReadyForQuery. (Found by black-box testing.)
+   */
+  #lexingRefusal(text: string): GatehouseError | undefined {
+    const unconfirmed = this.#stream.readyCount < this.#cycles || this.#unsynced;
+    const encodingSafe = SAFE_ENCODINGS.has(this.#encoding.toUpperCase().replace(/[-_]/g, ""));
+    if (!unconfirmed && !this.#scsOff && encodingSafe) return undefined;
+    if (!settingDependent(text)) return undefined;
+    const why = this.#scsOff
+      ? "standard_conforming_strings is off in this session, so the server reads backslashes in string literals differently from the gate; SET standard_conforming_strings = on"
+      : !encodingSafe
+        ? `client_encoding is ${this.#encoding}, which the gate does not read; connect with client_encoding UTF8`
+        : "it was sent before the previous statement finished, and that statement may change how the server reads it (standard_conforming_strings, client_encoding); send it once the previous one has completed";
+    return new GatehouseError("PG_SETTINGS_AMBIGUOUS", `a statement with backslashes or non-ASCII characters cannot be judged here: ${why}`);
+  }
+
+  /** The server reported a setting: the ones that change how statement text is read are kept. */
+  #onServerParameter(name: string, value: string): void {
+    if (name === "standard_conforming_strings") this.#scsOff = value.toLowerCase() !== "on";
+    else if (name === "client_encoding") this.#encoding = value;
+  }
+
+  /** Run `apply` once the server has answered cycle `cycle`, if no error was reported in between. */
+  #afterConfirmed(cycle: number, apply: () => void): void {
+    this.#pendingNames.push({ cycle, errors: this.#stream.errorCount, apply });
+  }
+
+  /** A ReadyForQuery arrived: namespace changes of the cycles it ends take effect, unless an error came first. */
+  #settle(count: number): void {
+    if (!this.#pendingNames.length) return;
+    const still: PendingNameChange[] = [];
+    for (const p of this.#pendingNames) {
+      if (p.cycle > count) still.push(p);
+      else if (p.errors === this.#stream.errorCount) p.apply();
+    }
+    this.#pendingNames = still;
+  }
+
+  /** Forget the meanings `was` of `name` (not any added since). */
+  #dropMeanings(name: string, was: readonly NamedStatement[] | undefined): void {
+    const now = this.#named.get(name);
+    if (!now || !was) return;
+    const rest = now.filter((e) => !was.includes(e));
+    if (rest.length) this.#named.set(name, rest);
+    else this.#named.delete(name);
+  }
+
+  /** What `EXECUTE name` runs when the name is a protocol-level statement with one known meaning. */
+  #namedStatement(name: string): SqlStatement | undefined {
+    const list = this.#named.get(name);
+    const st = list?.length === 1 ? list[0]!.sql.statements : undefined;
+    return st?.length === 1 ? st[0] : undefined;
   }
 
   #tellReplaced(text: string): void {
@@ -569,24 +703,44 @@ class PgSession {
   #reusedGatedName(sql: SessionDescription, parseName = ""): GatehouseError | undefined {
     const names = sql.preparedEffects.flatMap((e) => (e.op === "prepare" ? [e.name] : []));
     if (parseName !== "") names.push(parseName);
-    const reused = names.find((n) => this.#gated.has(n));
+    // A Parse after a Close of its name in the same segment is safe: if the Close did not run
+    // (an error before it), the server skips the Parse and the rest of the segment too.
+    const reused = names.find((n) => this.#named.get(n)?.some((e) => e.gated) && !(n === parseName && this.#segmentCloses.has(n)));
     if (reused === undefined) return undefined;
     return new GatehouseError("PG_UNSUPPORTED", `prepared statement "${reused}" already exists in this session and needs a review per execution; Close it (or DEALLOCATE ${reused}) before preparing another statement under that name`);
   }
 
-  /** After a verdict to forward: record what the text does to the session's prepared statements. */
-  #commit(sql: SessionDescription): void {
-    commitInSession(sql, this.#prepared);
+  /**
+   * After a verdict to forward: record what the text does to the session's prepared statements
+   * — a PREPARE at once (the name may mean it from now on), a DEALLOCATE once the server has
+   * answered cycle `cycle` without an error.
+   */
+  #commit(sql: SessionDescription, cycle: number): void {
+    const defer = (apply: () => void) => this.#afterConfirmed(cycle, apply);
+    commitInSession(sql, this.#prepared, defer);
     // DEALLOCATE and DISCARD ALL also drop protocol-level statements (one namespace).
     for (const e of sql.preparedEffects) {
       if (e.op === "deallocate") {
-        this.#gated.delete(e.name);
-        this.#protocolStatements.delete(e.name);
+        const was = this.#named.get(e.name);
+        defer(() => this.#dropMeanings(e.name, was));
       } else if (e.op === "deallocate-all") {
-        this.#gated.clear();
-        this.#protocolStatements.clear();
+        const was = new Map(this.#named);
+        defer(() => {
+          for (const [name, list] of was) this.#dropMeanings(name, list);
+        });
       }
     }
+  }
+
+  /** A Parse of `name` forwarded: the name may mean `entry` from now on, and only it once the server confirms. */
+  #addMeaning(name: string, entry: NamedStatement): void {
+    this.#named.set(name, [...(this.#named.get(name) ?? []), entry]);
+    this.#segmentParses.set(name, entry);
+    this.#afterConfirmed(this.#cycles + 1, () => {
+      const now = this.#named.get(name);
+      const at = now?.indexOf(entry) ?? -1;
+      if (now && at > 0) this.#named.set(name, now.slice(at));
+    });
   }
 
   /** A refusal that no policy decision made (protocol limits): recorded, then refused. */
@@ -612,15 +766,14 @@ class PgSession {
   }
 
   async #onParse(name: string, text: string, paramTypes: number[], raw: Buffer): Promise<void> {
+    const lexing = this.#lexingRefusal(text);
+    if (lexing) return this.#refused(lexing, "extended");
     const sql = describeInSession(text, this.#prepared);
     const op: Operation = { protocol: "postgres", text, sql };
     const clash = this.#reusedGatedName(sql, name);
     if (clash) return this.#refused(clash, "extended");
-    this.#gated.delete(name);
-    this.#protocolStatements.delete(name);
-    const remember = () => {
-      if (name !== "" && sql.statements.length === 1) this.#protocolStatements.set(name, sql.statements[0]!);
-    };
+    // Only one statement that parses becomes a prepared statement on the server.
+    const creates = sql.parseError === undefined && sql.statements.length === 1;
     // A statement that needs review is judged when its parameters are bound (the approval covers
     // text + values). Parsing it on the server runs nothing.
     // Only a text the server can turn into a prepared statement is deferred like that: one
@@ -633,8 +786,7 @@ class PgSession {
     const decision = this.#d.gate.decide(this.#gateSession!, op);
     if (deferToBind && decision.action === "review") {
       this.#rec?.event({ type: "decision.deferred", msg: this.#msgIndex, decision: decision.action, rule: decision.rule, reason: "needs a review per execution; judged at Bind with its parameters" });
-      this.#gated.set(name, { text, sql, committed: false });
-      remember();
+      this.#addMeaning(name, { text, sql, gated: true, committed: false });
       this.#send(raw);
       return;
     }
@@ -642,28 +794,50 @@ class PgSession {
     if (!v.forward) return this.#refuseExtended(v.error);
     if (v.replacement) {
       this.#tellReplaced(v.replacement.text);
-      this.#commit(describeInSession(v.replacement.text, this.#prepared));
+      const replaced = describeInSession(v.replacement.text, this.#prepared);
+      this.#commit(replaced, this.#cycles + 1);
+      if (replaced.parseError === undefined && replaced.statements.length === 1) this.#addMeaning(name, { text: v.replacement.text, sql: replaced, gated: false, committed: true });
       this.#send(frontendWriter.parse(name, v.replacement.text, paramTypes));
       return;
     }
-    this.#commit(sql);
-    remember();
+    this.#commit(sql, this.#cycles + 1);
+    if (creates) this.#addMeaning(name, { text, sql, gated: false, committed: true });
     this.#send(raw);
   }
 
+  /**
+   * A Bind runs the statement its name means: one allowed when it was parsed goes on; one that
+   * needs a review per execution, or one made by SQL PREPARE (judged like EXECUTE, each time), is
+   * judged with the bound values; a name the gate does not know, or one that may mean several
+   * statements after an error, is refused — the server would otherwise run whatever it holds.
+   */
   #onBind(m: BindMessage): Promise<void> | undefined {
-    const gated = this.#gated.get(m.statement);
-    if (!gated) {
+    const name = m.statement;
+    const latest = this.#segmentParses.get(name);
+    const meanings = latest ? [latest] : (this.#named.get(name) ?? []);
+    const prepared = latest ? undefined : this.#prepared.get(name);
+    const distinct = new Set(meanings.map((e) => e.text));
+    if (prepared === undefined && meanings.length && distinct.size === 1 && !meanings.some((e) => e.gated)) {
       this.#send(m.raw);
       return undefined;
     }
+    if (prepared === undefined && !meanings.length) {
+      this.#refused(new GatehouseError("PG_UNSUPPORTED", `prepared statement "${name}" is not known to the gate (never prepared through it, or dropped); Parse it first`), "extended");
+      return undefined;
+    }
+    if (distinct.size + (prepared ? 1 : 0) > 1) {
+      this.#refused(new GatehouseError("PG_UNSUPPORTED", `prepared statement "${name}" may mean more than one statement after an error in the pipeline; Sync, Close it and Parse it again`), "extended");
+      return undefined;
+    }
+    const gated = meanings.find((e) => e.gated);
+    const judged: { text: string; sql: SqlDescription } = gated ?? { text: prepared!.text, sql: { statements: [prepared!] } };
     return (async () => {
-      const v = await this.#judge({ protocol: "postgres", text: gated.text, parameters: bindParameters(m), sql: gated.sql });
+      const v = await this.#judge({ protocol: "postgres", text: judged.text, parameters: bindParameters(m), sql: judged.sql });
       if (v.forward) {
         // A statement's effect on the session's prepared statements is recorded once, however
         // many approved executions follow (a description can be committed only once).
-        if (!gated.committed) {
-          this.#commit(gated.sql);
+        if (gated && !gated.committed) {
+          this.#commit(gated.sql, this.#cycles + 1);
           gated.committed = true;
         }
         this.#send(m.raw);

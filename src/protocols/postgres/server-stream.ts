@@ -13,7 +13,7 @@
 // Pure: no sockets. `push` returns the buffers to write to the client.
 
 import { randomBytes } from "node:crypto";
-import { BackendType, parseNoticeFields, parseReadyForQuery, type TransactionStatus } from "./codec/index.ts";
+import { BackendType, parseNoticeFields, parseParameterStatus, parseReadyForQuery, type TransactionStatus } from "./codec/index.ts";
 
 export const MARKER_PREFIX = "gatehouse_refused_";
 
@@ -26,14 +26,20 @@ export class ServerStream {
   #need = 0;
   /** A partial frame header (fewer than 5 bytes) carried to the next chunk. */
   #hdr: Buffer | undefined;
-  /** A whole ErrorResponse being collected because a marker may be inside. */
-  #collect: { parts: Buffer[]; need: number } | undefined;
+  /** A whole frame being collected: an ErrorResponse a marker may be inside, or a ParameterStatus to read. */
+  #collect: { parts: Buffer[]; need: number; param: boolean } | undefined;
   #markers = new Map<string, { frame: Buffer; cycle: number }>();
   #injected: Buffer[] = [];
   /** Transaction status from the last ReadyForQuery. */
   txStatus: TransactionStatus = "I";
   /** Counts ReadyForQuery frames seen (tests, metrics). */
   readyCount = 0;
+  /** Counts ErrorResponse frames seen: no change between two readings means no error in between. */
+  errorCount = 0;
+  /** Told of each ParameterStatus the server sends (a setting it reports changed). */
+  onParameter: ((name: string, value: string) => void) | undefined;
+  /** Told after each ReadyForQuery (its number, as readyCount). */
+  onReady: ((count: number) => void) | undefined;
 
   /**
    * Replace the server's error for `marker` with `errorFrame` (a whole ErrorResponse). `cycle` is
@@ -76,8 +82,9 @@ export class ServerStream {
         passStart = pos;
         if (this.#collect.need === 0) {
           const frame = Buffer.concat(this.#collect.parts);
+          const param = this.#collect.param;
           this.#collect = undefined;
-          out.push(this.#rewriteError(frame));
+          out.push(param ? this.#parameter(frame) : this.#rewriteError(frame));
           this.#drainInjected(out);
         }
         continue;
@@ -106,12 +113,14 @@ export class ServerStream {
         this.#hdr = undefined;
         const len = header.readInt32BE(1);
         const type = header[0]!;
-        if (type === BackendType.ErrorResponse && this.#markers.size) {
-          this.#collect = { parts: [header], need: len - 4 };
+        if (type === BackendType.ErrorResponse) this.errorCount++;
+        const param = type === BackendType.ParameterStatus;
+        if ((type === BackendType.ErrorResponse && this.#markers.size) || param) {
+          this.#collect = { parts: [header], need: len - 4, param };
           if (this.#collect.need === 0) {
             const frame = header;
             this.#collect = undefined;
-            out.push(this.#rewriteError(frame));
+            out.push(param ? this.#parameter(frame) : this.#rewriteError(frame));
           }
           continue;
         }
@@ -130,16 +139,19 @@ export class ServerStream {
       }
       const type = chunk[pos]!;
       const len = chunk.readInt32BE(pos + 1);
-      if (type === BackendType.ErrorResponse && this.#markers.size) {
+      if (type === BackendType.ErrorResponse) this.errorCount++;
+      const param = type === BackendType.ParameterStatus;
+      if ((type === BackendType.ErrorResponse && this.#markers.size) || param) {
         flushPass(pos);
         const end = pos + 1 + len;
         if (end <= chunk.length) {
-          out.push(this.#rewriteError(chunk.subarray(pos, end)));
+          const frame = chunk.subarray(pos, end);
+          out.push(param ? this.#parameter(frame) : this.#rewriteError(frame));
           pos = end;
           passStart = pos;
           this.#drainInjected(out);
         } else {
-          this.#collect = { parts: [chunk.subarray(pos)], need: end - chunk.length };
+          this.#collect = { parts: [chunk.subarray(pos)], need: end - chunk.length, param };
           pos = chunk.length;
           passStart = pos;
         }
@@ -165,6 +177,7 @@ export class ServerStream {
 
   #readyFromNext(chunk: Buffer, bodyAt: number): void {
     this.readyCount++;
+    this.onReady?.(this.readyCount);
     // Markers of this cycle (and earlier) have been answered, or skipped by the server, by now.
     for (const [m, v] of this.#markers) if (v.cycle <= this.readyCount) this.#markers.delete(m);
     if (bodyAt < chunk.length) {
@@ -174,6 +187,17 @@ export class ServerStream {
         /* a malformed status byte is passed through; the client will complain */
       }
     }
+  }
+
+  /** A whole ParameterStatus frame: told to `onParameter`, passed on unchanged. */
+  #parameter(frame: Buffer): Buffer {
+    try {
+      const { name, value } = parseParameterStatus(frame.subarray(5));
+      this.onParameter?.(name, value);
+    } catch {
+      /* malformed: passed through; the client will complain */
+    }
+    return frame;
   }
 
   #rewriteError(frame: Buffer): Buffer {

@@ -70,7 +70,7 @@ export class PreparedStatementRegistry {
    * Applies the PREPARE/DEALLOCATE effects of a description from this registry's `describe`,
    * after the gate allowed it. Commit each description once.
    */
-  commit(description: SessionDescription): void {
+  commit(description: SessionDescription, defer?: (apply: () => void) => void): void {
     const effects = this.#issued.get(description);
     if (effects === undefined) {
       if (description.preparedEffects.length === 0) return;
@@ -86,9 +86,21 @@ export class PreparedStatementRegistry {
         const existing = this.#entries.get(e.name);
         this.#entries.set(e.name, existing ? unionDrafts(existing, e.body) : e.body);
       } else if (e.op === "deallocate") {
-        this.#entries.delete(e.name);
+        // With `defer`, only once the server confirms it (a DEALLOCATE in a failed transaction
+        // does nothing), and only what the name meant then (not a later PREPARE of it).
+        const was = this.#entries.get(e.name);
+        const apply = () => {
+          if (this.#entries.get(e.name) === was) this.#entries.delete(e.name);
+        };
+        if (defer) defer(apply);
+        else apply();
       } else {
-        this.#entries.clear();
+        const was = new Map(this.#entries);
+        const apply = () => {
+          for (const [k, v] of was) if (this.#entries.get(k) === v) this.#entries.delete(k);
+        };
+        if (defer) defer(apply);
+        else apply();
       }
     }
   }
@@ -114,6 +126,17 @@ export class PreparedStatementRegistry {
   /** Forgets everything (the session ended or was reset outside SQL). */
   clear(): void {
     this.#entries.clear();
+  }
+
+  /**
+   * A protocol-level Close of `name` (one namespace with SQL PREPARE): a function that forgets
+   * what the name means now, to be called once the server confirms the Close.
+   */
+  forgetter(name: string): () => void {
+    const was = this.#entries.get(name);
+    return () => {
+      if (was !== undefined && this.#entries.get(name) === was) this.#entries.delete(name);
+    };
   }
 
   #lookup(name: string): StatementDraft | undefined {
@@ -162,6 +185,6 @@ export function describeInSession(sql: string, registry: PreparedStatementRegist
 }
 
 /** After the gate allowed a described text: apply its PREPARE/DEALLOCATE effects. */
-export function commitInSession(description: SessionDescription, registry: PreparedStatementRegistry): void {
-  registry.commit(description);
+export function commitInSession(description: SessionDescription, registry: PreparedStatementRegistry, defer?: (apply: () => void) => void): void {
+  registry.commit(description, defer);
 }
