@@ -44,7 +44,7 @@ export const ERRORS = {
   POLICY_DENIED: def("GH-POLICY-001", 403, "42501", "The operation was denied by policy", "The rule named in the message forbids this operation; ask the policy owners if you need it."),
   POLICY_REVIEW_REQUIRED: def("GH-POLICY-002", 409, "42501", "The operation needs a human review", "A review was opened; once a reviewer approves it, send the identical operation again (async mode) or wait (hold mode)."),
   POLICY_EVALUATION_FAILED: def("GH-POLICY-003", 500, "XX000", "Policy could not be evaluated", "The operation was refused because the gate could not decide (fail closed); check the gateway's logs."),
-  POLICY_UNKNOWN_CONNECTION: def("GH-POLICY-004", 404, "28000", "Unknown connection", "Use one of the connection names listed by `gatehouse connections list` or GET /api/v1/connections."),
+  POLICY_UNKNOWN_CONNECTION: def("GH-POLICY-004", 404, "28000", "Unknown connection", "Use one of the connection names in the gateway's configuration (the `connections` list; GET /api/v1/connections on the API lists them)."),
   // reviews
   REVIEW_NOT_FOUND: def("GH-REVIEW-001", 404, "XX000", "No such review", "Check the review id (`gatehouse reviews list`)."),
   REVIEW_NOT_ALLOWED: def("GH-REVIEW-002", 403, "42501", "You may not decide this review", "Reviews are decided by members of the review's approver groups, with their own human token; requesters and AI agents cannot approve."),

@@ -177,13 +177,21 @@ const ROWS: readonly Row[] = [
   ["DEALLOCATE ALL", "session", ["session"], [], []],
   ["SELECT set_config('role','postgres',false)", "session", ["session", "read"], ["set-role", "function-call"], []],
   ["SELECT set_config('search_path','evil',false)", "session", ["session", "read"], ["function-call"], []],
+  // A setting name that cannot be read could be any setting, a superuser-only one included.
   [
     "SELECT set_config(current_user, 'x', false)",
-    "session",
-    ["session", "read"],
+    "admin",
+    ["admin", "session", "read"],
     ["set-role", "session-authorization", "function-call"],
     [],
   ],
+  // Superuser-only settings that reach past the statement are server administration.
+  ["SET session_replication_role = replica", "admin", ["admin", "session"], [], []],
+  ["SET log_statement = 'none'", "admin", ["admin", "session"], [], []],
+  ["RESET track_activities", "admin", ["admin", "session"], [], []],
+  ["SELECT set_config('zero_damaged_pages', 'on', false)", "admin", ["admin", "session", "read"], ["function-call"], []],
+  ["SET work_mem = '64MB'", "session", ["session"], [], []],
+  ["SELECT currval('s'), lastval()", "read", ["read"], [], []],
   ["SELECT pg_advisory_lock(1)", "session", ["session", "read"], ["function-call"], []],
   // transactions
   ["BEGIN", "transaction", ["transaction"], [], []],

@@ -742,6 +742,7 @@ class Walker {
     const name = asString(node.name)?.toLowerCase();
     if (name === "role") this.flag(ctx, "set-role");
     if (name === "session_authorization") this.flag(ctx, "session-authorization");
+    if (name !== undefined && privilegedSetting(name)) this.kind(ctx, "admin");
     this.fields("VariableSetStmt", node, ctx, SKIP_NONE);
   }
 
@@ -803,6 +804,7 @@ class Walker {
       const setting = constantString(first)?.toLowerCase();
       if (setting === undefined || setting === "role") this.fnFlag(ctx, "set-role");
       if (setting === undefined || setting === "session_authorization") this.fnFlag(ctx, "session-authorization");
+      if (setting === undefined || privilegedSetting(setting)) this.fnKind(ctx, "admin");
     }
   }
 
@@ -922,6 +924,24 @@ function defElemString(list: unknown, name: string): string | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * Settings only a superuser may change, that reach past the statement at hand: replication role
+ * (turns triggers and foreign-key actions off), what the server logs and tracks, damaged-page and
+ * checksum handling, system-catalog changes, libraries loaded into the backend. Changing one is
+ * server administration ("admin"), not an ordinary session setting.
+ */
+const PRIVILEGED_SETTINGS: ReadonlySet<string> = new Set([
+  "session_replication_role", "allow_system_table_mods", "allow_in_place_tablespaces", "zero_damaged_pages",
+  "ignore_checksum_failure", "ignore_system_indexes", "ignore_invalid_pages", "lo_compat_privileges",
+  "session_preload_libraries", "local_preload_libraries", "jit_provider", "dynamic_library_path", "temp_file_limit",
+  "update_process_title", "compute_query_id", "wal_compression", "wal_consistency_checking", "commit_delay", "max_stack_depth",
+]);
+const PRIVILEGED_PREFIXES = ["log_", "debug_", "trace_", "track_"];
+
+function privilegedSetting(name: string): boolean {
+  return PRIVILEGED_SETTINGS.has(name) || PRIVILEGED_PREFIXES.some((p) => name.startsWith(p));
 }
 
 /** The string of an `A_Const` string node (possibly under a type cast). */

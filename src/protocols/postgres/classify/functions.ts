@@ -23,6 +23,8 @@ export const PURE_BUILTIN_FUNCTIONS: ReadonlySet<string> = new Set([
   // window functions
   "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead",
   "first_value", "last_value", "nth_value",
+  // a sequence's current value in this session (reads; nextval and setval write)
+  "currval", "lastval",
   // conditional and comparison
   "coalesce", "nullif", "greatest", "least", "num_nulls", "num_nonnulls",
   // math
