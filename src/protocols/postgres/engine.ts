@@ -173,8 +173,9 @@ class PgSession {
   readonly #segmentCloses = new Set<string>();
   /** standard_conforming_strings as the server last reported it is off. */
   #scsOff = false;
-  /** client_encoding as the server last reported it. */
+  /** client_encoding as the server last reported it, and whether the gate reads text in it. */
   #encoding = "UTF8";
+  #encodingSafe = true;
   #inbox: FrontendMessage[] = [];
   /** A FATAL waiting for the end of the server message the client is inside; null once sent. */
   #fatalFrame: Buffer | null | undefined;
@@ -638,7 +639,7 @@ class PgSession {
    */
   #lexingRefusal(text: string): GatehouseError | undefined {
     const unconfirmed = this.#stream.readyCount < this.#cycles || this.#unsynced;
-    const encodingSafe = SAFE_ENCODINGS.has(this.#encoding.toUpperCase().replace(/[-_]/g, ""));
+    const encodingSafe = this.#encodingSafe;
     if (!unconfirmed && !this.#scsOff && encodingSafe) return undefined;
     if (!settingDependent(text)) return undefined;
     const why = this.#scsOff
@@ -652,7 +653,10 @@ class PgSession {
   /** The server reported a setting: the ones that change how statement text is read are kept. */
   #onServerParameter(name: string, value: string): void {
     if (name === "standard_conforming_strings") this.#scsOff = value.toLowerCase() !== "on";
-    else if (name === "client_encoding") this.#encoding = value;
+    else if (name === "client_encoding") {
+      this.#encoding = value;
+      this.#encodingSafe = SAFE_ENCODINGS.has(value.toUpperCase().replace(/[-_]/g, ""));
+    }
   }
 
   /** Run `apply` once the server has answered cycle `cycle`, if no error was reported in between. */
