@@ -555,6 +555,35 @@ describe("statement names after an error", () => {
     }
   });
 
+  test("a DEALLOCATE that is parsed but never executed frees nothing; non-ASCII names are refused", { timeout: 10_000 }, async () => {
+    await reset();
+    const raw = await RawClient.login(t, token);
+    try {
+      assert.deepEqual(await rawCycle(raw, [serialize.parse({ name: "g", text: "UPDATE t SET name = $1" }), serialize.sync()]), []);
+      assert.deepEqual(await rawCycle(raw, [serialize.parse({ text: "DEALLOCATE g" }), serialize.sync()]), [], "parsed, never executed");
+      assert.deepEqual(await rawCycle(raw, [serialize.parse({ name: "g", text: "SELECT $1::text" }), serialize.sync()]), ["GH-PG-004"]);
+      assert.deepEqual(await rawCycle(raw, [serialize.bind({ statement: "g", values: ["PWNED"] }), serialize.execute({}), serialize.sync()]), ["GH-POLICY-002"], "still the UPDATE, still reviewed");
+      // Names are keys on both sides: one the gate could not read exactly is refused.
+      assert.deepEqual(await rawCycle(raw, [serialize.parse({ name: "caf\u00e9", text: "SELECT 1" }), serialize.sync()]), ["GH-PG-004"]);
+      assert.deepEqual(await rawCycle(raw, [serialize.bind({ statement: "g", portal: "p\u00e9" }), serialize.execute({ portal: "p\u00e9" }), serialize.sync()]), ["GH-PG-004"]);
+      assert.deepEqual(await tRows(), INITIAL);
+    } finally {
+      raw.destroy();
+    }
+  });
+
+  test("a DO block sent after a statement that changes how text is read, in one text, is refused", { timeout: 10_000 }, async () => {
+    await reset();
+    const raw = await RawClient.login(t, token);
+    try {
+      const text = String.raw`SET standard_conforming_strings = off; DO $$ BEGIN PERFORM 'a\', '; DELETE FROM t WHERE id = 3; --'; END $$`;
+      assert.deepEqual(await rawCycle(raw, [serialize.query(text)]), ["GH-PG-009"]);
+      assert.deepEqual(await tRows(), INITIAL);
+    } finally {
+      raw.destroy();
+    }
+  });
+
   test("a statement made by SQL PREPARE is judged at every protocol Bind, like EXECUTE", { timeout: 10_000 }, async () => {
     await reset();
     const raw = await RawClient.login(t, token);

@@ -123,6 +123,15 @@ interface PendingNameChange {
 /** Client encodings in which statement text reads as the gate reads it (UTF-8; SQL_ASCII passes bytes on unchanged). */
 const SAFE_ENCODINGS = new Set(["UTF8", "UNICODE", "SQLASCII"]);
 
+/** Printable ASCII only (an empty name is the unnamed statement or portal). */
+function isAsciiName(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
+}
+
 /** Whether text could read differently under other settings: a backslash, or a character outside ASCII. */
 function settingDependent(text: string): boolean {
   for (let i = 0; i < text.length; i++) {
@@ -530,6 +539,14 @@ class PgSession {
   /** Handle one client message; returns a promise only when the message must wait (judging). */
   #handle(m: FrontendMessage): Promise<void> | undefined {
     this.#msgIndex++;
+    // Statement and portal names are keys here and on the server: decoded lossily, two names
+    // in another encoding (or invalid UTF-8) could be one key here and two there. Drivers use
+    // ASCII names; others are refused. (Found by black-box testing.)
+    const names = m.type === "Parse" || m.type === "Close" || m.type === "Describe" ? [m.name] : m.type === "Bind" ? [m.statement, m.portal] : m.type === "Execute" ? [m.portal] : undefined;
+    if (names?.some((n) => !isAsciiName(n))) {
+      this.#refused(new GatehouseError("PG_UNSUPPORTED", "prepared statement and portal names must be printable ASCII"), "extended");
+      return undefined;
+    }
     switch (m.type) {
       case "Query":
         return this.#onQuery(m.query, m.raw);
@@ -607,6 +624,11 @@ class PgSession {
     const lexing = this.#lexingRefusal(text);
     if (lexing) return this.#refused(lexing, "query");
     const sql = describeInSession(text, this.#prepared);
+    // A DO block's body is read when it runs, after the statements before it in the same text —
+    // which may have changed how the server reads it (SET standard_conforming_strings = off; DO …).
+    if (sql.statements.length > 1 && sql.statements.some((st) => st.nodeType === "DoStmt") && settingDependent(text)) {
+      return this.#refused(new GatehouseError("PG_SETTINGS_AMBIGUOUS", "a DO block with backslashes or non-ASCII characters, sent in one text with other statements, is read by the server after those statements ran (they may change how it reads it); send the DO block on its own"), "query");
+    }
     const clash = this.#reusedGatedName(sql);
     if (clash) return this.#refused(clash, "query");
     const v = await this.#judge({ protocol: "postgres", text, sql });
@@ -719,8 +741,11 @@ class PgSession {
    * — a PREPARE at once (the name may mean it from now on), a DEALLOCATE once the server has
    * answered cycle `cycle` without an error.
    */
-  #commit(sql: SessionDescription, cycle: number): void {
-    const defer = (apply: () => void) => this.#afterConfirmed(cycle, apply);
+  #commit(sql: SessionDescription, cycle: number | "extended"): void {
+    // A statement sent with Parse runs at an Execute the gate does not tie to it (a Parse of
+    // DEALLOCATE that is never executed drops nothing): its DEALLOCATEs are never applied here —
+    // the name keeps its meaning, which only ever judges more strictly. (Found by black-box testing.)
+    const defer = cycle === "extended" ? () => {} : (apply: () => void) => this.#afterConfirmed(cycle, apply);
     commitInSession(sql, this.#prepared, defer);
     // DEALLOCATE and DISCARD ALL also drop protocol-level statements (one namespace).
     for (const e of sql.preparedEffects) {
@@ -799,12 +824,12 @@ class PgSession {
     if (v.replacement) {
       this.#tellReplaced(v.replacement.text);
       const replaced = describeInSession(v.replacement.text, this.#prepared);
-      this.#commit(replaced, this.#cycles + 1);
+      this.#commit(replaced, "extended");
       if (replaced.parseError === undefined && replaced.statements.length === 1) this.#addMeaning(name, { text: v.replacement.text, sql: replaced, gated: false, committed: true });
       this.#send(frontendWriter.parse(name, v.replacement.text, paramTypes));
       return;
     }
-    this.#commit(sql, this.#cycles + 1);
+    this.#commit(sql, "extended");
     if (creates) this.#addMeaning(name, { text, sql, gated: false, committed: true });
     this.#send(raw);
   }
@@ -841,7 +866,7 @@ class PgSession {
         // A statement's effect on the session's prepared statements is recorded once, however
         // many approved executions follow (a description can be committed only once).
         if (gated && !gated.committed) {
-          this.#commit(gated.sql, this.#cycles + 1);
+          this.#commit(gated.sql, "extended");
           gated.committed = true;
         }
         this.#send(m.raw);

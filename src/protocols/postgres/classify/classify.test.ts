@@ -224,7 +224,11 @@ const ROWS: readonly Row[] = [
   ["CALL s.proc(my_func())", "procedural", ["procedural", "unknown"], ["function-call", "procedure-call"], []],
   ["DO $$ BEGIN EXECUTE 'DROP TABLE t'; END $$", "ddl", ["ddl", "procedural", "read"], ["drop", "do-block", "dynamic-sql"], ["t"]],
   ["DO $$ BEGIN DELETE FROM t; END $$", "procedural", ["procedural", "write"], ["delete-without-where", "do-block"], ["t"]],
-  ["DO $$ BEGIN EXECUTE format('DROP TABLE %I', 'x'); END $$", "procedural", ["procedural", "read"], ["do-block", "dynamic-sql"], []],
+  // SQL built at run time: code the gate cannot see, so "unknown" too (an allow for procedural does not cover it).
+  ["DO $$ BEGIN EXECUTE format('DROP TABLE %I', 'x'); END $$", "procedural", ["procedural", "unknown", "read"], ["do-block", "dynamic-sql"], []],
+  ["UPDATE pg_settings SET setting = 'replica' WHERE name = 'session_replication_role'", "admin", ["admin", "write"], ["set-role", "session-authorization"], ["pg_settings"]],
+  ["UPDATE pg_catalog.pg_settings SET setting = 'off' WHERE name = 'track_activities'", "admin", ["admin", "write"], ["set-role", "session-authorization"], ["pg_catalog.pg_settings"]],
+  ["SET deadlock_timeout = '1h'", "admin", ["admin", "session"], [], []],
   [
     "DO $$ DECLARE n int; BEGIN n := (SELECT count(*) FROM a); PERFORM my_func(1); COMMIT; END $$",
     "procedural",

@@ -670,6 +670,13 @@ class Walker {
     this.rule(type, ctx);
     if (type === "DeleteStmt" && node.whereClause === undefined) this.flag(ctx, "delete-without-where");
     if (type === "UpdateStmt" && node.whereClause === undefined) this.flag(ctx, "update-without-where");
+    if (type === "UpdateStmt" && isObj(node.relation) && asString(node.relation.relname)?.toLowerCase() === "pg_settings" && [undefined, "pg_catalog"].includes(asString(node.relation.schemaname)?.toLowerCase())) {
+      // pg_settings' rule turns an UPDATE into set_config() of whatever settings the rows name:
+      // judged like set_config with a name that cannot be read.
+      this.kind(ctx, "admin");
+      this.flag(ctx, "set-role");
+      this.flag(ctx, "session-authorization");
+    }
     const inner = this.withScope(node, ctx);
     // The target of INSERT/UPDATE/DELETE/MERGE is always a real table, never a CTE.
     if (isObj(node.relation)) this.rangeVar(node.relation, inner, true);
@@ -827,9 +834,11 @@ class Walker {
     for (const piece of extraction.embedded) {
       this.embedded(piece.sql, ctx);
       if (piece.executedString) {
-        // EXECUTE 'constant': the constant is the SQL that runs.
+        // EXECUTE 'constant': the constant is the SQL that runs. SQL built at run time
+        // (format(), concatenation) is code we cannot see.
         const constant = selectedConstant(piece.sql);
         if (constant !== undefined) this.embedded(constant, ctx);
+        else this.opaque(ctx);
       }
     }
   }
@@ -933,10 +942,13 @@ function defElemString(list: unknown, name: string): string | undefined {
  * server administration ("admin"), not an ordinary session setting.
  */
 const PRIVILEGED_SETTINGS: ReadonlySet<string> = new Set([
-  "session_replication_role", "allow_system_table_mods", "allow_in_place_tablespaces", "zero_damaged_pages",
-  "ignore_checksum_failure", "ignore_system_indexes", "ignore_invalid_pages", "lo_compat_privileges",
-  "session_preload_libraries", "local_preload_libraries", "jit_provider", "dynamic_library_path", "temp_file_limit",
-  "update_process_title", "compute_query_id", "wal_compression", "wal_consistency_checking", "commit_delay", "max_stack_depth",
+  // PostgreSQL 15's settings of context "superuser" (pg_settings), and a few kin of newer versions
+  "allow_in_place_tablespaces", "allow_system_table_mods", "backtrace_functions", "commit_delay", "composite_type_mismatch",
+  "compute_query_id", "deadlock_timeout", "dynamic_library_path", "extension_destdir", "ignore_checksum_failure",
+  "ignore_invalid_pages", "ignore_system_indexes", "jit_dump_bitcode", "jit_provider", "lc_messages", "lo_compat_privileges",
+  "local_preload_libraries", "max_stack_depth", "output_plugin_libraries", "session_preload_libraries", "session_replication_role",
+  "temp_file_limit", "update_process_title", "wal_compression", "wal_consistency_checking", "wal_init_zero", "wal_recycle",
+  "zero_damaged_pages",
 ]);
 const PRIVILEGED_PREFIXES = ["log_", "debug_", "trace_", "track_"];
 
