@@ -461,6 +461,17 @@ async function rawCycle(raw: RawClient, messages: Buffer[], cycles = 1): Promise
   return out;
 }
 
+/** `fn` on a fresh raw session through the gateway, table t reset first. */
+async function onRawSession(fn: (raw: RawClient) => Promise<void>): Promise<void> {
+  await reset();
+  const raw = await RawClient.login(t, token);
+  try {
+    await fn(raw);
+  } finally {
+    raw.destroy();
+  }
+}
+
 /** A Query message with exactly these bytes as its text (serialize.query writes UTF-8). */
 function rawQuery(text: Buffer): Buffer {
   const b = Buffer.alloc(1 + 4 + text.length + 1);
@@ -497,18 +508,14 @@ describe("statement text the server could read differently from the gate", () =>
   });
 
   test("a client_encoding whose characters can contain a backslash byte (SJIS): non-ASCII text is refused", { timeout: 10_000 }, async () => {
-    await reset();
-    const raw = await RawClient.login(t, token);
-    try {
+    await onRawSession(async (raw) => {
       assert.deepEqual(await rawCycle(raw, [serialize.query("SET client_encoding = 'SJIS'")]), ["SET"]);
       // In SJIS 0x81 0x5C is one character; as UTF-8 the 0x5C is a backslash that ends nothing.
       const text = Buffer.concat([Buffer.from("SELECT E'"), Buffer.from([0x81, 0x5c]), Buffer.from("' ; DELETE FROM t WHERE id = 3; -- '")]);
       assert.deepEqual(await rawCycle(raw, [rawQuery(text)]), ["GH-PG-009"]);
       assert.deepEqual(await rawCycle(raw, [serialize.query("SELECT id FROM t WHERE id = 3")]), ["SELECT 1"], "ASCII text reads the same in SJIS");
       assert.deepEqual(await tRows(), INITIAL);
-    } finally {
-      raw.destroy();
-    }
+    });
   });
 });
 
@@ -516,9 +523,7 @@ describe("statement names after an error", () => {
   const bindRun = (statement: string) => [serialize.bind({ statement }), serialize.execute({}), serialize.sync()];
 
   test("a Close skipped after an error does not free a held statement's name", { timeout: 10_000 }, async () => {
-    await reset();
-    const raw = await RawClient.login(t, token);
-    try {
+    await onRawSession(async (raw) => {
       assert.deepEqual(await rawCycle(raw, [serialize.parse({ name: "x", text: "ALTER TABLE t ADD COLUMN c1 int" }), serialize.sync()]), [], "parsed; each Bind needs a review");
       const failed = await rawCycle(raw, [serialize.parse({ text: "SELECT 1/0" }), serialize.bind({}), serialize.execute({}), serialize.close({ type: "S", name: "x" }), serialize.sync()]);
       assert.equal(failed.length, 1, "the division fails; the server skips the Close");
@@ -533,15 +538,11 @@ describe("statement names after an error", () => {
       assert.deepEqual(await rawCycle(raw, [serialize.close({ type: "S", name: "x" }), serialize.sync()]), []);
       assert.deepEqual(await rawCycle(raw, [serialize.parse({ name: "x", text: "SELECT 2" }), ...bindRun("x")]), ["SELECT 1"]);
       assert.deepEqual(await columnsOfT(), ["id", "name"], "no column added");
-    } finally {
-      raw.destroy();
-    }
+    });
   });
 
   test("an unnamed statement replaced in a pipeline the server abandoned still means the held one", { timeout: 10_000 }, async () => {
-    await reset();
-    const raw = await RawClient.login(t, token);
-    try {
+    await onRawSession(async (raw) => {
       assert.deepEqual(await rawCycle(raw, [serialize.parse({ text: "ALTER TABLE t ADD COLUMN c3 int" }), serialize.sync()]), []);
       const failed = await rawCycle(raw, [serialize.parse({ name: "q", text: "SELECT 1/0" }), serialize.bind({ statement: "q" }), serialize.execute({}), serialize.parse({ text: "SELECT 1" }), serialize.sync()]);
       assert.equal(failed.length, 1);
@@ -550,15 +551,11 @@ describe("statement names after an error", () => {
       assert.deepEqual(await rawCycle(raw, [serialize.parse({ text: "SELECT 3" }), ...bindRun("")]), ["SELECT 1"]);
       assert.deepEqual(await rawCycle(raw, bindRun("nope")), ["GH-PG-004"], "a name the gate never saw");
       assert.deepEqual(await columnsOfT(), ["id", "name"]);
-    } finally {
-      raw.destroy();
-    }
+    });
   });
 
   test("a DEALLOCATE that is parsed but never executed frees nothing; non-ASCII names are refused", { timeout: 10_000 }, async () => {
-    await reset();
-    const raw = await RawClient.login(t, token);
-    try {
+    await onRawSession(async (raw) => {
       assert.deepEqual(await rawCycle(raw, [serialize.parse({ name: "g", text: "UPDATE t SET name = $1" }), serialize.sync()]), []);
       assert.deepEqual(await rawCycle(raw, [serialize.parse({ text: "DEALLOCATE g" }), serialize.sync()]), [], "parsed, never executed");
       assert.deepEqual(await rawCycle(raw, [serialize.parse({ name: "g", text: "SELECT $1::text" }), serialize.sync()]), ["GH-PG-004"]);
@@ -567,27 +564,19 @@ describe("statement names after an error", () => {
       assert.deepEqual(await rawCycle(raw, [serialize.parse({ name: "caf\u00e9", text: "SELECT 1" }), serialize.sync()]), ["GH-PG-004"]);
       assert.deepEqual(await rawCycle(raw, [serialize.bind({ statement: "g", portal: "p\u00e9" }), serialize.execute({ portal: "p\u00e9" }), serialize.sync()]), ["GH-PG-004"]);
       assert.deepEqual(await tRows(), INITIAL);
-    } finally {
-      raw.destroy();
-    }
+    });
   });
 
   test("a DO block sent after a statement that changes how text is read, in one text, is refused", { timeout: 10_000 }, async () => {
-    await reset();
-    const raw = await RawClient.login(t, token);
-    try {
+    await onRawSession(async (raw) => {
       const text = String.raw`SET standard_conforming_strings = off; DO $$ BEGIN PERFORM 'a\', '; DELETE FROM t WHERE id = 3; --'; END $$`;
       assert.deepEqual(await rawCycle(raw, [serialize.query(text)]), ["GH-PG-009"]);
       assert.deepEqual(await tRows(), INITIAL);
-    } finally {
-      raw.destroy();
-    }
+    });
   });
 
   test("a statement made by SQL PREPARE is judged at every protocol Bind, like EXECUTE", { timeout: 10_000 }, async () => {
-    await reset();
-    const raw = await RawClient.login(t, token);
-    try {
+    await onRawSession(async (raw) => {
       const prepare = "PREPARE p AS UPDATE t SET name = name || '+'";
       const held = await rawCycle(raw, [serialize.query(prepare)]);
       assert.deepEqual(held, ["GH-POLICY-002"]);
@@ -597,8 +586,6 @@ describe("statement names after an error", () => {
       assert.deepEqual(await rawCycle(raw, [serialize.query(prepare)]), ["PREPARE"]);
       assert.deepEqual(await rawCycle(raw, bindRun("p")), ["GH-POLICY-002"], "the UPDATE needs its own review");
       assert.deepEqual(await tRows(), INITIAL, "not run");
-    } finally {
-      raw.destroy();
-    }
+    });
   });
 });

@@ -415,7 +415,7 @@ class PgSession {
       }
     }
     this.#stream.onParameter = (name, value) => this.#onServerParameter(name, value);
-    this.#stream.onReady = (count) => this.#settle(count);
+    this.#stream.onReady = (count, error) => this.#settle(count, error);
     const hello: Buffer[] = [backend.authenticationOk(), ...target.parameterFrames, backend.backendKeyData(target.backendKey.processId, target.backendKey.secretKey)];
     const dropped = Object.keys(startup.parameters).filter((k) => k === "options");
     if (dropped.length) hello.push(noticeFrame("Gatehouse does not pass the startup parameter `options` to the target", "Run SET statements instead; they are judged by policy like any other statement."));
@@ -686,13 +686,17 @@ class PgSession {
     this.#pendingNames.push({ cycle, errors: this.#stream.errorCount, apply });
   }
 
-  /** A ReadyForQuery arrived: namespace changes of the cycles it ends take effect, unless an error came first. */
-  #settle(count: number): void {
+  /**
+   * A ReadyForQuery arrived: namespace changes of the cycles it ends take effect — unless an error
+   * came in its cycle (`error`: the server skipped the rest of it), or at all since they were
+   * recorded (an error of an earlier cycle arriving late: judged the safe way).
+   */
+  #settle(count: number, error: boolean): void {
     if (!this.#pendingNames.length) return;
     const still: PendingNameChange[] = [];
     for (const p of this.#pendingNames) {
       if (p.cycle > count) still.push(p);
-      else if (p.errors === this.#stream.errorCount) p.apply();
+      else if (!error && p.errors === this.#stream.errorCount) p.apply();
     }
     this.#pendingNames = still;
   }

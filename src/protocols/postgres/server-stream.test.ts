@@ -15,6 +15,7 @@ const frames = [
   backend.parameterStatus("client_encoding", "SJIS"),
   backend.errorResponse({ severity: "ERROR", code: "42601", message: "syntax error" }),
   backend.readyForQuery("E"),
+  backend.readyForQuery("I"),
 ];
 const all = Buffer.concat(frames);
 
@@ -23,12 +24,12 @@ function observe(chunks: Buffer[], withMarker: boolean) {
   if (withMarker) s.expectMarker(newMarker(), backend.errorResponse({ severity: "ERROR", code: "XX000", message: "x" }), 99);
   const seen: string[] = [];
   s.onParameter = (name, value) => seen.push(`${name}=${value} errors=${s.errorCount}`);
-  s.onReady = (n) => seen.push(`Z${n} errors=${s.errorCount}`);
+  s.onReady = (n, error) => seen.push(`Z${n} errors=${s.errorCount}${error ? " (error in this cycle)" : ""}`);
   const out = Buffer.concat(chunks.flatMap((c) => s.push(c)));
   return { out, seen };
 }
 
-const expected = ["standard_conforming_strings=off errors=0", "Z1 errors=1", "client_encoding=SJIS errors=1", "Z2 errors=2"];
+const expected = ["standard_conforming_strings=off errors=0", "Z1 errors=1 (error in this cycle)", "client_encoding=SJIS errors=1", "Z2 errors=2 (error in this cycle)", "Z3 errors=2"];
 
 test("settings, errors and ReadyForQuery are seen in order, and the bytes pass unchanged, at any split (property)", () => {
   fc.assert(

@@ -38,8 +38,9 @@ export class ServerStream {
   errorCount = 0;
   /** Told of each ParameterStatus the server sends (a setting it reports changed). */
   onParameter: ((name: string, value: string) => void) | undefined;
-  /** Told after each ReadyForQuery (its number, as readyCount). */
-  onReady: ((count: number) => void) | undefined;
+  /** Told at each ReadyForQuery: its number (as readyCount), and whether an error came since the one before. */
+  onReady: ((count: number, error: boolean) => void) | undefined;
+  #errorsAtReady = 0;
 
   /**
    * Replace the server's error for `marker` with `errorFrame` (a whole ErrorResponse). `cycle` is
@@ -177,7 +178,9 @@ export class ServerStream {
 
   #readyFromNext(chunk: Buffer, bodyAt: number): void {
     this.readyCount++;
-    this.onReady?.(this.readyCount);
+    const error = this.errorCount !== this.#errorsAtReady;
+    this.#errorsAtReady = this.errorCount;
+    this.onReady?.(this.readyCount, error);
     // Markers of this cycle (and earlier) have been answered, or skipped by the server, by now.
     for (const [m, v] of this.#markers) if (v.cycle <= this.readyCount) this.#markers.delete(m);
     if (bodyAt < chunk.length) {
