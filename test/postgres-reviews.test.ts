@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, test } from "node:test";
 import type pg from "pg";
-import { approveReview, connectDirect, connectGateway, denyReview, getReview, pendingReviewFor, targetSessions, waitFor, waitNoTargetSessions } from "./helpers/clients.ts";
+import { approveReview, connectDirect, connectGateway, denyReview, getReview, pendingReviewFor, sendCancelRequest, targetSessions, waitFor, waitNoTargetSessions } from "./helpers/clients.ts";
 import { startTestGateway, type TestGateway } from "./helpers/gateway.ts";
 
 let t: TestGateway;
@@ -186,6 +186,24 @@ test("a client that disconnects while held cancels its review and leaves no targ
   assert.equal(late.body.code, "GH-REVIEW-003");
   await waitNoTargetSessions(t.db.name);
   assert.deepEqual(await counters(), INITIAL);
+});
+
+test("a cancel request withdraws a statement held for review: its review is cancelled, the session goes on", { timeout: 15_000 }, async () => {
+  const { c } = await noticingClient(agent, "cancels");
+  const sql = "DELETE FROM counters -- called off";
+  const held = c.query(sql).catch((e: Error) => e);
+  const review = await pendingReviewFor(t, sql);
+  const key = c as unknown as { processID: number; secretKey: number };
+  await sendCancelRequest(t.host, t.port, key.processID, key.secretKey);
+  const err = await held;
+  assert.ok(err instanceof Error);
+  assert.match(err.message, /GH-REVIEW-007/);
+  const r = await getReview(t, review.id, dba);
+  assert.equal(r.body.status, "cancelled");
+  assert.equal((await approveReview(t, review.id, dba)).status, 409, "nothing left to approve");
+  assert.deepEqual(await counters(), INITIAL);
+  assert.equal((await c.query("SELECT 1 AS one")).rows[0].one, 1, "the session goes on");
+  await c.end();
 });
 
 test("extended protocol: unparseable text is held at Parse and never reaches the server", { timeout: 15_000 }, async () => {

@@ -217,7 +217,9 @@ export class Gate {
         if (held.signal.reason === HOLD_TIMEOUT) {
           return { forward: false, decision, review, error: new GatehouseError("POLICY_REVIEW_REQUIRED", `review ${review.id} is still pending after ${Math.round(hooks.holdTimeoutMs! / 1000)} s (rule ${decision.rule}); send the identical request again once it is approved`, { reviewId: review.id, reviewUrl: this.reviewUrl(review.id) }) };
         }
-        await reviews.cancel(review.id, "the client disconnected while waiting");
+        // The signal's reason says why (a client's cancel request), else the client went away.
+        const reason = hooks.signal?.reason;
+        await reviews.cancel(review.id, reason instanceof HoldWithdrawn ? reason.message : "the client disconnected while waiting");
         return { forward: false, decision, review, error: new GatehouseError("REVIEW_CANCELLED", `review ${review.id}`) };
       } finally {
         if (timer) clearTimeout(timer);
@@ -237,6 +239,9 @@ export class Gate {
 }
 
 const HOLD_TIMEOUT = new Error("hold timeout");
+
+/** Abort reason for a hold the client itself called off (a PostgreSQL CancelRequest): the review is cancelled with this message. */
+export class HoldWithdrawn extends Error {}
 
 export function denial(d: Decision): GatehouseError {
   return new GatehouseError("POLICY_DENIED", `rule ${d.rule}${d.message ? `: ${d.message}` : ""}`, { rule: d.rule });

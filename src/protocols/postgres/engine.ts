@@ -18,7 +18,7 @@ import type { Decision } from "../../domain/decision.ts";
 import { GatehouseError } from "../../domain/errors.ts";
 import type { Operation, SqlDescription, SqlStatement } from "../../domain/operation.ts";
 import type { Principal } from "../../domain/principal.ts";
-import { type GateSession, type Verdict, verdictEvent } from "../../gate/gate.ts";
+import { type GateSession, HoldWithdrawn, type Verdict, verdictEvent } from "../../gate/gate.ts";
 import type { EngineDeps, OpenSession } from "../../gate/sessions.ts";
 import type { SessionRecorder } from "../../recording/recorder.ts";
 import { commitInSession, describeInSession, PreparedStatementRegistry, type SessionDescription } from "./classify/index.ts";
@@ -60,7 +60,7 @@ export class PostgresListener {
   #server: Server | undefined;
   readonly #live = new Set<PgSession>();
   /** Target backend key → the session, for CancelRequest routing. */
-  readonly cancelKeys = new Map<string, { connection: Connection }>();
+  readonly cancelKeys = new Map<string, { connection: Connection; withdrawHold: () => void }>();
 
   constructor(deps: PostgresEngineDeps) {
     this.#d = deps;
@@ -203,6 +203,8 @@ class PgSession {
   #cancelSent = false;
   #endReason = "client disconnected";
   readonly #abort = new AbortController();
+  /** The abort of the judgement in progress (a review hold the client may withdraw). */
+  #hold: AbortController | undefined;
   #cancelKey: string | undefined;
   /** Settles when the client's TCP connection is gone (TLS or not). */
   readonly #rawClosed: Promise<void>;
@@ -336,6 +338,9 @@ class PgSession {
         case "CancelRequest": {
           const target = this.#listener.cancelKeys.get(keyOf(m.processId, m.secretKey));
           if (target) {
+            // A statement held for review is the one running, as far as the client knows: the
+            // cancel withdraws it (its review is cancelled), as well as reaching the target.
+            target.withdrawHold();
             const agent = this.#d.agents.for(target.connection);
             await agent.cancelPostgres(target.connection, { processId: m.processId, secretKey: Buffer.from(m.secretKey) }).catch(() => {});
             this.#d.audit.append({ type: "session.cancel_requested", connection: target.connection.name, data: { client: this.#addr } }).catch(() => {});
@@ -402,7 +407,7 @@ class PgSession {
     const target = this.#target!;
     const tsock = target.socket;
     this.#cancelKey = keyOf(target.backendKey.processId, target.backendKey.secretKey);
-    this.#listener.cancelKeys.set(this.#cancelKey, { connection: this.#gateSession!.connection });
+    this.#listener.cancelKeys.set(this.#cancelKey, { connection: this.#gateSession!.connection, withdrawHold: () => this.#hold?.abort(new HoldWithdrawn("the client cancelled the statement while it waited for review")) });
 
     // The settings that change how the server reads statement text, as it reports them.
     for (const f of target.parameterFrames) {
@@ -603,8 +608,14 @@ class PgSession {
 
   async #judge(op: Operation, decided?: Decision): Promise<Verdict> {
     const msg = this.#msgIndex;
+    // Aborted when the client goes away, or cancels (CancelRequest) while the statement is held.
+    const hold = new AbortController();
+    this.#hold = hold;
+    const gone = () => hold.abort(this.#abort.signal.reason);
+    if (this.#abort.signal.aborted) gone();
+    else this.#abort.signal.addEventListener("abort", gone, { once: true });
     const v = await this.#d.gate.judge(this.#gateSession!, op, {
-      signal: this.#abort.signal,
+      signal: hold.signal,
       onHeld: (review) => {
         const url = this.#d.gate.reviewUrl(review.id);
         const n = noticeFrame(
@@ -615,7 +626,10 @@ class PgSession {
         for (const f of this.#stream.inject(n)) this.#toClient(f);
         this.#rec?.event({ type: "review.held", msg, reviewId: review.id, rule: review.rule });
       },
-    }, decided);
+    }, decided).finally(() => {
+      this.#abort.signal.removeEventListener("abort", gone);
+      if (this.#hold === hold) this.#hold = undefined;
+    });
     this.#rec?.event(verdictEvent(msg, op, v));
     return v;
   }
