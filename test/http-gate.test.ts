@@ -61,10 +61,10 @@ describe("HTTP gate", () => {
         { name: "agents-post", principals: { groups: ["ai-agents"] }, operations: { protocols: ["http"], methods: ["POST"] }, decision: "allow" },
       ],
       extraConfig: (c) => {
-        c.listeners!.http = { host: "127.0.0.1", port: 0, maxBodyBytes: 4096, maxHoldSeconds: 20 };
+        c.listeners!.http = { host: "127.0.0.1", port: 0, maxBodyBytes: 4096, maxHoldSeconds: 20, responseIdleSeconds: 1 };
         c.audit = { auditorGroups: ["dba"] };
         c.connections!.push(
-          { name: "stall", protocol: "http", http: { url: `http://127.0.0.1:${(stalling.address() as AddressInfo).port}`, timeout: 1 } },
+          { name: "stall", protocol: "http", http: { url: `http://127.0.0.1:${(stalling.address() as AddressInfo).port}` } },
           { name: "ci", protocol: "http", http: { url: targetUrl, auth: { type: "bearer", secret: "env:GH_TEST_CI_TOKEN" } } },
           { name: "ci-async", protocol: "http", http: { url: targetUrl, auth: { type: "header", header: "X-Api-Key", secret: "env:GH_TEST_CI_TOKEN" } }, policy: { reviewMode: "async", approvers: ["dba"] } },
         );
@@ -185,14 +185,14 @@ describe("HTTP gate", () => {
     sock.destroy();
   });
 
-  test("a target that stops in the middle of a body is given up on after http.timeout: the client's connection closes", async () => {
+  test("a target that stops in the middle of a body is given up on after listeners.http.responseIdleSeconds: the client's connection closes", async () => {
     const started = Date.now();
     const r = await runProcess("curl", ["-s", "-S", "--max-time", "20", "-H", `Authorization: Bearer ${agentToken}`, `${base}/stall/x`], { timeoutMs: 30_000 });
     assert.notEqual(r.code, 0, "an incomplete body is an error for the client");
     assert.match(r.stderr, /transfer closed with 7 bytes remaining|Recv failure|connection/i);
     assert.equal(r.stdout, "abc");
     const took = Date.now() - started;
-    assert.ok(took < 10_000, `closed after ${took} ms (timeout 1 s), not held until curl gave up`);
+    assert.ok(took < 10_000, `closed after ${took} ms (responseIdleSeconds 1), not held until curl gave up`);
   });
 
   test("path tricks cannot dodge the deploy rule, and never reach the target", async () => {

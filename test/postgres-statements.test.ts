@@ -567,6 +567,35 @@ describe("statement names after an error", () => {
     });
   });
 
+  test("a name Parsed, Closed and then PREPAREd in one pipeline is not passed on as what was Parsed", { timeout: 10_000 }, async () => {
+    await onRawSession(async (raw) => {
+      const out = await rawCycle(raw, [
+        serialize.parse({ name: "n", text: "SELECT 1" }),
+        serialize.close({ type: "S", name: "n" }),
+        serialize.parse({ text: "PREPARE n(int) AS DELETE FROM t WHERE id = $1" }),
+        serialize.bind({}),
+        serialize.execute({}),
+        serialize.bind({ statement: "n", values: ["1"] }),
+        serialize.execute({}),
+        serialize.sync(),
+      ]);
+      assert.deepEqual(out, ["PREPARE", "GH-PG-004"], "n may mean the SELECT or the DELETE: refused");
+      assert.deepEqual(await tRows(), INITIAL);
+    });
+  });
+
+  test("a DO block whose reading could change is not taken by Parse (it is read only when it runs)", { timeout: 10_000 }, async () => {
+    await onRawSession(async (raw) => {
+      const out = await rawCycle(raw, [
+        serialize.parse({ name: "s", text: "SET standard_conforming_strings = off" }),
+        serialize.parse({ name: "d", text: String.raw`DO $$ BEGIN PERFORM 'a\', ' ; DELETE FROM t WHERE id = 3; -- '; END $$` }),
+        serialize.sync(),
+      ]);
+      assert.deepEqual(out, ["GH-PG-009"]);
+      assert.deepEqual(await tRows(), INITIAL);
+    });
+  });
+
   test("a DO block sent after a statement that changes how text is read, in one text, is refused", { timeout: 10_000 }, async () => {
     await onRawSession(async (raw) => {
       const text = String.raw`SET standard_conforming_strings = off; DO $$ BEGIN PERFORM 'a\', '; DELETE FROM t WHERE id = 3; --'; END $$`;

@@ -88,7 +88,7 @@ export const httpTargetSchema = z
       .describe("The credential the agent injects; the caller's own Authorization header never reaches the target."),
     hosts: z.array(z.string().min(1)).default([]).describe("Host header values that select this connection (besides the /<connection>/ path prefix)."),
     ca: z.string().optional().describe("CA bundle reference (`file:/path`) to verify an https target."),
-    timeout: duration.default(60).describe("Time allowed for the target's response headers, and for each wait for more of its response body while the client is reading (a target silent that long mid-body is given up on: the client's connection is closed)."),
+    timeout: duration.default(60).describe("Time allowed for the target's response headers (a silence in the middle of a body: listeners.http.responseIdleSeconds)."),
     git: z.boolean().default(false).describe("The target speaks git smart HTTP: pushes are judged per ref (see docs/policy.md)."),
   })
   .strict()
@@ -284,6 +284,7 @@ export const httpListenerSchema = z
     port: z.number().int().min(0).max(65535).default(18080),
     maxBodyBytes: z.number().int().min(1024).max(1 << 30).default(32 * 1024 * 1024).describe("Request bodies up to this size are read whole: judged (JSON conditions, git pushes) and bound to approvals. Larger ones are streamed unread when allowed (see streamLargeBodies)."),
     streamLargeBodies: z.boolean().default(true).describe("Stream bodies larger than maxBodyBytes to the target when the decision is allow (rules on body content then match for deny/review, never for allow; what needs review is refused). false: 413."),
+    responseIdleSeconds: duration.default(300).describe("A target silent this long in the middle of a response body while the client is reading is given up on: the body and the client's connection are closed (the sockets do not wait for ever). 0: never. Raise it for long-lived streams that can go quiet for longer (server-sent events without heartbeats, `watch` or `logs -f` endpoints)."),
     maxHoldSeconds: duration.default(300).describe("A request held for review waits at most this long, then gets 409 with the review id (the review stays open; the identical retry runs once approved)."),
     tls: z
       .object({ cert: z.string().describe("PEM certificate reference (`file:/path` or `env:NAME`)."), key: z.string().describe("PEM private key reference.") })

@@ -190,18 +190,21 @@ function reading(path: string, params: boolean, trim: boolean): string {
  * headers, each comma-separated element too.
  */
 function fieldMatches(pattern: string, name: string, fields: Record<string, string[] | string>, action: DecisionAction, header: boolean): boolean {
-  if (action === "allow") {
-    const v = fields[name];
-    return v !== undefined && (typeof v === "string" ? globMatch(pattern, v) : v.some((x) => globMatch(pattern, x)));
-  }
   const want = header ? name.toLowerCase().replace(/_/g, "-") : name.toLowerCase();
-  const p = pattern.toLowerCase();
+  // Every value a target may take for the field: of each name that may stand for it, and for
+  // headers each comma-separated element too (targets differ in which of several they use).
+  const values: string[] = [];
   for (const k in fields) {
     if ((header ? k.toLowerCase().replace(/_/g, "-") : k.toLowerCase()) !== want) continue;
     const v = fields[k]!;
-    for (const x of typeof v === "string" ? [v, ...(v.includes(",") ? v.split(",").map((e) => e.trim()) : [])] : v) if (globMatch(p, x.toLowerCase())) return true;
+    if (typeof v === "string") values.push(v, ...(v.includes(",") ? v.split(",").map((e) => e.trim()) : []));
+    else values.push(...v);
   }
-  return false;
+  if (!values.length) return false;
+  // Allow: exactly the named field, and every value it may take must match.
+  if (action === "allow") return fields[name] !== undefined && values.every((x) => globMatch(pattern, x));
+  const p = pattern.toLowerCase();
+  return values.some((x) => globMatch(p, x.toLowerCase()));
 }
 
 function pathPattern(p: string): RegExp {

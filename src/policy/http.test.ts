@@ -88,6 +88,12 @@ describe("HTTP rules", () => {
     assert.equal(d("/?v=1", { "x-mode": "SAFE" }), "default", "allow compares exactly");
     assert.equal(d("/?v=1", { x_mode: "safe" }), "default");
     assert.equal(d("/?V=1", { "x-mode": "safe" }), "default");
+    // Allow must cover every value a target may take: a second value, another spelling of the
+    // name, or another element of a list.
+    assert.equal(d("/?v=1&v=2", { "x-mode": "safe" }), "default");
+    assert.equal(d("/?v=1&V=2", { "x-mode": "safe" }), "default");
+    assert.equal(d("/?v=1", { "x-mode": "safe", x_mode: "unsafe" }), "default");
+    assert.equal(d("/?v=1", { "x-mode": "safe, unsafe" }), "default");
   });
 
   test("allow rules match paths exactly (a case variant is not covered)", () => {

@@ -46,6 +46,8 @@ export interface HttpListenerConfig {
   port: number;
   maxBodyBytes: number;
   maxHoldSeconds: number;
+  /** A response body silent this long (while the client reads) is given up on; 0: never. Default 300. */
+  responseIdleSeconds?: number;
   /** Response body bytes recorded per request. */
   recordBodyBytes?: number;
   /** Accept plain HTTP from non-loopback clients (TLS terminated in front). */
@@ -649,25 +651,26 @@ export class HttpListener {
         return;
       }
       res.writeHead(upstream.status, upstream.headers, upstream.length);
-      // A target that stops sending in the middle of a body (for http.timeout, while the client is
-      // reading) is given up on: its body and the client's connection are closed, not held forever.
-      const idleMs = (connection.http?.timeout ?? 60) * 1000;
-      const idle = new Deadline(() => ub.destroy());
+      // A target that stops sending in the middle of a body (for listeners.http.responseIdleSeconds,
+      // while the client is reading) is given up on: its body and the client's connection are
+      // closed, not held forever. Long-lived streams that go quiet longer need it raised (or 0).
+      const idleMs = (this.#d.config.responseIdleSeconds ?? 300) * 1000;
+      const idle = idleMs > 0 ? new Deadline(() => ub.destroy()) : undefined;
       await new Promise<void>((resolve) => {
         res.onClose(() => {
           ub.destroy();
           resolve();
         });
-        idle.arm(idleMs);
+        idle?.arm(idleMs);
         ub.on("data", (b: Buffer) => {
           responseBytes += b.length;
-          idle.arm(idleMs);
+          idle?.arm(idleMs);
           if (!res.write(b)) {
             ub.pause();
-            idle.disarm();
+            idle?.disarm();
             void res.drain().then(() => {
               if (ub.destroyed) return;
-              idle.arm(idleMs);
+              idle?.arm(idleMs);
               ub.resume();
             });
           }
@@ -689,7 +692,7 @@ export class HttpListener {
           res.destroy();
           resolve();
         });
-      }).finally(() => idle.stop());
+      }).finally(() => idle?.stop());
     } finally {
       if (rec) {
         rec.eventJson(exchangeJson(op.http.method, op.http.path, status, Date.now() - started, body.length, responseBytes, responseBytes > recordLimit ? recordLimit : undefined, allowedBy));

@@ -34,8 +34,14 @@ export function readJsonBody(start: Buffer, complete: boolean, contentType: stri
   try {
     text = DECODERS[enc.name].decode(start);
   } catch {
-    // Not text at all: no parser reads it as JSON (declared JSON or not, the target refuses it).
-    return { kind: "not-json" };
+    // Not valid text. Lenient parsers (Express through iconv-lite, Go's encoding/json) put U+FFFD
+    // for the bad bytes and parse on: if that makes JSON, the target may act on it.
+    try {
+      JSON.parse(new TextDecoder(enc.name).decode(start));
+    } catch {
+      return { kind: "not-json" };
+    }
+    return { kind: "unknown", why: `the body is JSON only with its invalid ${enc.name} replaced` };
   }
   let doc: unknown;
   try {

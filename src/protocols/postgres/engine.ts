@@ -111,6 +111,8 @@ interface NamedStatement {
   gated: boolean;
   /** Its effect on the session's prepared statements has been recorded. */
   committed: boolean;
+  /** The gate could not read it as one statement (the server should refuse it): judged at every Bind all the same. */
+  unread?: true;
 }
 
 /** A change to the statement namespace, applied once the server has answered cycle `cycle` with no error since `errors`. */
@@ -563,6 +565,7 @@ class PgSession {
         if (m.kind === "S") {
           const name = m.name;
           this.#segmentCloses.add(name);
+          this.#segmentParses.delete(name);
           const was = this.#named.get(name);
           const registry = this.#prepared.forgetter(name);
           this.#afterConfirmed(this.#cycles + 1, () => {
@@ -764,6 +767,11 @@ class PgSession {
     // DEALLOCATE that is never executed drops nothing): its DEALLOCATEs are never applied here —
     // the name keeps its meaning, which only ever judges more strictly. (Found by black-box testing.)
     const defer = cycle === "extended" ? () => {} : (apply: () => void) => this.#afterConfirmed(cycle, apply);
+    // A name this text prepares or drops no longer means what was Parsed under it in this segment.
+    for (const e of sql.preparedEffects) {
+      if (e.op === "deallocate-all") this.#segmentParses.clear();
+      else this.#segmentParses.delete(e.name);
+    }
     commitInSession(sql, this.#prepared, defer);
     // DEALLOCATE and DISCARD ALL also drop protocol-level statements (one namespace).
     for (const e of sql.preparedEffects) {
@@ -819,6 +827,11 @@ class PgSession {
     const op: Operation = { protocol: "postgres", text, sql };
     const clash = this.#reusedGatedName(sql, name);
     if (clash) return this.#refused(clash, "extended");
+    // A DO block's body is read when it is executed, maybe after statements of the same pipeline
+    // changed how the server reads text: one whose reading could differ is not taken by Parse.
+    if (sql.statements.some((st) => st.nodeType === "DoStmt") && settingDependent(text)) {
+      return this.#refused(new GatehouseError("PG_SETTINGS_AMBIGUOUS", "a DO block with backslashes or non-ASCII characters is read by the server only when it runs, after what the pipeline ran before it; send it as a simple query on its own"), "extended");
+    }
     // Only one statement that parses becomes a prepared statement on the server.
     const creates = sql.parseError === undefined && sql.statements.length === 1;
     // A statement that needs review is judged when its parameters are bound (the approval covers
@@ -848,7 +861,9 @@ class PgSession {
       return;
     }
     this.#commit(sql, "extended");
-    if (creates) this.#addMeaning(name, { text, sql, gated: false, committed: true });
+    // Text the gate could not read as one statement, sent anyway (policy allowed it): should the
+    // server make a statement of it after all, every Bind of it is judged, never passed on.
+    this.#addMeaning(name, creates ? { text, sql, gated: false, committed: true } : { text, sql, gated: false, unread: true, committed: true });
     this.#send(raw);
   }
 
@@ -862,9 +877,13 @@ class PgSession {
     const name = m.statement;
     const latest = this.#segmentParses.get(name);
     const meanings = latest ? [latest] : (this.#named.get(name) ?? []);
-    const prepared = latest ? undefined : this.#prepared.get(name);
+    // Counted even after a Parse in this segment: a Close and an SQL PREPARE of the name may
+    // have come between them.
+    const prepared = this.#prepared.get(name);
     const distinct = new Set(meanings.map((e) => e.text));
-    if (prepared === undefined && meanings.length && distinct.size === 1 && !meanings.some((e) => e.gated)) {
+    // Binding plans the statement, which can already run functions: from here it is in flight.
+    this.#unsynced = true;
+    if (prepared === undefined && meanings.length && distinct.size === 1 && !meanings.some((e) => e.gated || e.unread)) {
       this.#send(m.raw);
       return undefined;
     }
@@ -876,7 +895,7 @@ class PgSession {
       this.#refused(new GatehouseError("PG_UNSUPPORTED", `prepared statement "${name}" may mean more than one statement after an error in the pipeline; Sync, Close it and Parse it again`), "extended");
       return undefined;
     }
-    const gated = meanings.find((e) => e.gated);
+    const gated = meanings.find((e) => e.gated || e.unread);
     const judged: { text: string; sql: SqlDescription } = gated ?? { text: prepared!.text, sql: { statements: [prepared!] } };
     return (async () => {
       const v = await this.#judge({ protocol: "postgres", text: judged.text, parameters: bindParameters(m), sql: judged.sql });
