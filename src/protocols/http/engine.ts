@@ -38,7 +38,8 @@ import { type DescribedHttp, describeHttp, SENSITIVE_HEADERS } from "./classify.
 import { Deadline } from "../deadline.ts";
 import { GitProtocolError } from "./git.ts";
 import { type NormalizedTarget, normalizeTarget, PathRejected, withoutFirstSegment } from "./normalize.ts";
-import { H1Connection, type H1Request, type H1Response } from "./server.ts";
+import { closingProblem, H1Connection, type H1Request, type H1Response } from "./server.ts";
+import { parseResponseHead } from "./h1.ts";
 import { listen } from "../listen.ts";
 
 export interface HttpListenerConfig {
@@ -109,9 +110,7 @@ function tlsOrPlainAnswer(secureContext: SecureContext, onSecure: (s: Socket) =>
       raw.unshift(first);
       if (first[0] !== 0x16) {
         clearTimeout(timer);
-        const p = problemOf(ERRORS.HTTP_TLS_REQUIRED, "a plain HTTP request on the HTTPS listener; use https://");
-        const body = JSON.stringify({ ...p, status: 400 });
-        raw.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+        raw.end(closingProblem({ ...problemOf(ERRORS.HTTP_TLS_REQUIRED, "a plain HTTP request on the HTTPS listener; use https://"), status: 400 }));
         return;
       }
       // The bytes read so far are handed to TLS (TLSSocket reads what the socket holds first).
@@ -125,13 +124,10 @@ function tlsOrPlainAnswer(secureContext: SecureContext, onSecure: (s: Socket) =>
   };
 }
 
-/** A target's answer to an upgrade request is read up to this size (its head). */
-const SWITCH_HEAD_BYTES = 16 * 1024;
-
 /**
  * The target's answer to an upgrade request: its status and every byte read so far (the head and
  * whatever followed it), with `up` paused after them. Rejects on a target that closes, sends a
- * head over SWITCH_HEAD_BYTES or something that is not HTTP/1.x, or is silent for `timeoutMs`.
+ * head the codec refuses (over its size limit, malformed), or is silent for `timeoutMs`.
  */
 function switchAnswer(up: Duplex, timeoutMs: number): Promise<{ status: number; bytes: Buffer }> {
   return new Promise((resolve, reject) => {
@@ -147,15 +143,16 @@ function switchAnswer(up: Duplex, timeoutMs: number): Promise<{ status: number; 
     };
     const onData = (b: Buffer) => {
       bytes = bytes.length ? Buffer.concat([bytes, b]) : b;
-      const end = bytes.indexOf("\r\n\r\n");
-      if (end < 0) {
-        if (bytes.length > SWITCH_HEAD_BYTES) done(new Error(`the answer to the upgrade has a head over ${SWITCH_HEAD_BYTES} bytes`));
+      let head: ReturnType<typeof parseResponseHead>;
+      try {
+        head = parseResponseHead(bytes);
+      } catch (e) {
+        done(new Error(`the answer to the upgrade is not a usable HTTP/1.1 response: ${(e as Error).message}`));
         return;
       }
+      if (!head) return;
       up.pause();
-      const m = /^HTTP\/1\.[01] (\d{3})[ \r]/.exec(bytes.toString("latin1", 0, Math.min(end + 2, 64)));
-      if (!m) done(new Error("the answer to the upgrade is not an HTTP/1.1 response"));
-      else done(undefined, Number(m[1]));
+      done(undefined, head.status);
     };
     const onEnd = () => done(new Error("the target closed the connection before answering the upgrade"));
     const onError = (e: Error) => done(e);
@@ -446,8 +443,7 @@ export class HttpListener {
   /** A refusal on a socket that asked to upgrade: a plain HTTP answer, then close. */
   #rejectUpgrade(socket: Duplex, e: unknown): void {
     const p = problemFromError(e);
-    const body = JSON.stringify(p);
-    socket.end(`HTTP/1.1 ${p.status} ${STATUS_CODES[p.status] ?? "Error"}\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n${p.status === 401 ? 'www-authenticate: Bearer realm="gatehouse"\r\n' : ""}\r\n${body}`);
+    socket.end(closingProblem(p, p.status === 401 ? 'www-authenticate: Bearer realm="gatehouse"\r\n' : ""));
   }
 
   /**

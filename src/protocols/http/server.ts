@@ -651,9 +651,16 @@ export class H1Connection {
       return;
     }
     this.#res?.aborted();
-    const p = { ...problemOf(ERRORS.HTTP_MALFORMED, e.message), status: e.status };
-    const body = JSON.stringify(p);
     if (!this.socket.writable) return;
-    this.socket.end(`HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? "Bad Request"}\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\ndate: ${httpDate()}\r\n\r\n${body}`);
+    this.socket.end(closingProblem({ ...problemOf(ERRORS.HTTP_MALFORMED, e.message), status: e.status }));
   }
+}
+
+/**
+ * A whole problem+json response that closes the connection, written where no H1Response exists
+ * (a malformed request, a refused upgrade, plain HTTP on the HTTPS listener).
+ */
+export function closingProblem(p: { status: number }, extraHeaders = ""): string {
+  const body = JSON.stringify(p);
+  return `HTTP/1.1 ${p.status} ${STATUS_CODES[p.status] ?? "Error"}\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\ndate: ${httpDate()}\r\n${extraHeaders}\r\n${body}`;
 }
