@@ -148,6 +148,7 @@ describe("HTTP gate", () => {
     const pending = curl(["-X", "POST", "-H", "content-type: application/json", "--data", '{"service":"web","version":"1.2.3"}', `${base}/ci/deploy`]);
     const review = await pendingReviewFor(t, "POST /deploy", 10_000);
     assert.equal(seen.length, before, "nothing reaches the target while held");
+    assert.equal(review.operation.http?.bodyText, '{"service":"web","version":"1.2.3"}', "the reviewer reads the body");
     const approved = await approveReview(t, review.id, await t.humanToken(["dba"], "Dana DBA"));
     assert.equal(approved.status, 200);
     const r = await pending;

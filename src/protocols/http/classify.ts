@@ -60,8 +60,12 @@ const BODY_TEXT_BYTES = 64 * 1024;
 const BODY_TEXT_CHARS = 4096;
 const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
 
-/** The body as text for a reviewer, when it is short UTF-8 text (no control characters but tab and line ends). */
-function bodyText(b: Buffer): string | undefined {
+/**
+ * The body as text for a reviewer, when it is short UTF-8 text (no control characters but tab and
+ * line ends). Not part of describeHttp: only an operation that goes to review needs it (the
+ * engine adds it then), and most requests are allowed.
+ */
+export function bodyText(b: Buffer): string | undefined {
   if (!b.length || b.length > BODY_TEXT_BYTES) return undefined;
   let s: string;
   try {
@@ -99,10 +103,6 @@ export function describeHttp(input: HttpRequestInput): DescribedHttp {
   let override: string | undefined;
   for (const name of METHOD_OVERRIDE_HEADERS) if (headers[name] !== undefined) override = headers[name]!.trim().toUpperCase();
   if (override !== undefined) http.methodOverride = override;
-  if (!streamed) {
-    const preview = bodyText(input.decoded ?? input.body);
-    if (preview !== undefined) http.bodyText = preview;
-  }
   let text = `${method} ${t.path}${t.query ? `?${t.query}` : ""}${override !== undefined ? ` (X-HTTP-Method-Override: ${override})` : ""}`;
   let receivePack: ReceivePackCommands | undefined;
   if (input.git) {

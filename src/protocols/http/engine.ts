@@ -34,7 +34,7 @@ import { verdictEvent } from "../../gate/gate.ts";
 import { jsonString } from "../../audit/chain.ts";
 import type { EngineDeps, OpenSession } from "../../gate/sessions.ts";
 import { isLoopback } from "../loopback.ts";
-import { type DescribedHttp, describeHttp, SENSITIVE_HEADERS } from "./classify.ts";
+import { bodyText, type DescribedHttp, describeHttp, SENSITIVE_HEADERS } from "./classify.ts";
 import { Deadline } from "../deadline.ts";
 import { GitProtocolError } from "./git.ts";
 import { type NormalizedTarget, normalizeTarget, PathRejected, withoutFirstSegment } from "./normalize.ts";
@@ -608,6 +608,11 @@ export class HttpListener {
       // A streamed body cannot be bound to an approval: only `allow` may forward it, and what
       // would need review is refused (audited as such) with what to do instead.
       let decided = this.#d.gate.decide(gs, op);
+      // What a reviewer reads: the body, when it is short text.
+      if (decided.action === "review" && !streamed) {
+        const text = bodyText(decoded);
+        if (text !== undefined) op.http.bodyText = text;
+      }
       if (streamed && decided.action === "review") {
         decided = { action: "deny", rule: decided.rule, message: `needs review, but its body is larger than listeners.http.maxBodyBytes (${this.#d.config.maxBodyBytes}), so it cannot be bound to an approval; send a smaller body` };
       }
