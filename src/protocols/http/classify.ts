@@ -13,7 +13,6 @@ import { type NormalizedTarget, normalizeTarget } from "./normalize.ts";
 /** Headers that are credentials or hop-by-hop: never part of an Operation. */
 export const SENSITIVE_HEADERS = new Set(["authorization", "proxy-authorization", "cookie", "set-cookie", "x-gatehouse-token"]);
 
-
 export interface HttpRequestInput {
   method: string;
   /** Request target relative to the connection, e.g. `/job/x/build?delay=0`. */

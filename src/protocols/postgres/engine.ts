@@ -158,11 +158,12 @@ class PgSession {
   #gateSession: GateSession | undefined;
   readonly #stream = new ServerStream();
   /**
-   * Named protocol-level statements (extended-protocol Parse) forwarded to the target, by what
-   * they run. PostgreSQL keeps them in one namespace with SQL PREPARE, so `EXECUTE name` in a
-   * Query can run them: the registry must judge that EXECUTE by this body, not as "unknown"
-   * (which a connection whose default is allow would let through without the review the body
-   * needs). (Found by test/postgres-statements.test.ts.)
+   * Protocol-level statements (extended-protocol Parse) forwarded to the target, by name: every
+   * statement the name may mean on the server (more than one while a change to it is not yet
+   * confirmed). PostgreSQL keeps them in one namespace with SQL PREPARE, so `EXECUTE name` in a
+   * Query can run them: the registry judges that EXECUTE by this body when it is the only one,
+   * not as "unknown" (which a connection whose default is allow would let through without the
+   * review the body needs). (Found by test/postgres-statements.test.ts.)
    */
   readonly #named = new Map<string, NamedStatement[]>();
   readonly #prepared = new PreparedStatementRegistry({ fallback: (name) => this.#namedStatement(name) });
@@ -566,10 +567,10 @@ class PgSession {
           const name = m.name;
           this.#segmentCloses.add(name);
           this.#segmentParses.delete(name);
-          const was = this.#named.get(name);
+          const named = this.#forgetter(name);
           const registry = this.#prepared.forgetter(name);
           this.#afterConfirmed(this.#cycles + 1, () => {
-            this.#dropMeanings(name, was);
+            named();
             registry();
           });
         }
@@ -654,8 +655,7 @@ class PgSession {
     this.#segmentParses.clear();
     this.#segmentCloses.clear();
     // A simple Query drops the unnamed prepared statement.
-    const unnamed = this.#named.get("");
-    if (unnamed) this.#afterConfirmed(this.#cycles, () => this.#dropMeanings("", unnamed));
+    if (this.#named.has("")) this.#afterConfirmed(this.#cycles, this.#forgetter(""));
     if (v.replacement) {
       // A reviewer rewrote the statement: the client is told, and the replacement runs instead.
       this.#tellReplaced(v.replacement.text);
@@ -718,13 +718,16 @@ class PgSession {
     this.#pendingNames = still;
   }
 
-  /** Forget the meanings `was` of `name` (not any added since). */
-  #dropMeanings(name: string, was: readonly NamedStatement[] | undefined): void {
-    const now = this.#named.get(name);
-    if (!now || !was) return;
-    const rest = now.filter((e) => !was.includes(e));
-    if (rest.length) this.#named.set(name, rest);
-    else this.#named.delete(name);
+  /** A function that forgets what `name` may mean now (not any meaning added after this call). */
+  #forgetter(name: string): () => void {
+    const was = this.#named.get(name);
+    return () => {
+      const now = this.#named.get(name);
+      if (!now || !was) return;
+      const rest = now.filter((e) => !was.includes(e));
+      if (rest.length) this.#named.set(name, rest);
+      else this.#named.delete(name);
+    };
   }
 
   /** What `EXECUTE name` runs when the name is a protocol-level statement with one known meaning. */
@@ -740,7 +743,7 @@ class PgSession {
   }
 
   /**
-   * A named statement that needs a review per execution (#gated) may still exist on the server,
+   * A named statement that needs a review per execution (gated) may still exist on the server,
    * and PostgreSQL answers a Parse or SQL PREPARE of an existing name with an error and keeps the
    * old statement. Taking the new text as that name's meaning would let a later Bind or EXECUTE
    * run the held statement judged as the harmless new one (Parse "pd" = DELETE; Parse "pd" =
@@ -776,12 +779,11 @@ class PgSession {
     // DEALLOCATE and DISCARD ALL also drop protocol-level statements (one namespace).
     for (const e of sql.preparedEffects) {
       if (e.op === "deallocate") {
-        const was = this.#named.get(e.name);
-        defer(() => this.#dropMeanings(e.name, was));
+        defer(this.#forgetter(e.name));
       } else if (e.op === "deallocate-all") {
-        const was = new Map(this.#named);
+        const all = [...this.#named.keys()].map((name) => this.#forgetter(name));
         defer(() => {
-          for (const [name, list] of was) this.#dropMeanings(name, list);
+          for (const forget of all) forget();
         });
       }
     }

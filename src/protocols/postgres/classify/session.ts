@@ -88,10 +88,7 @@ export class PreparedStatementRegistry {
       } else if (e.op === "deallocate") {
         // With `defer`, only once the server confirms it (a DEALLOCATE in a failed transaction
         // does nothing), and only what the name meant then (not a later PREPARE of it).
-        const was = this.#entries.get(e.name);
-        const apply = () => {
-          if (this.#entries.get(e.name) === was) this.#entries.delete(e.name);
-        };
+        const apply = this.forgetter(e.name);
         if (defer) defer(apply);
         else apply();
       } else {
@@ -129,8 +126,8 @@ export class PreparedStatementRegistry {
   }
 
   /**
-   * A protocol-level Close of `name` (one namespace with SQL PREPARE): a function that forgets
-   * what the name means now, to be called once the server confirms the Close.
+   * A function that forgets what `name` means now (not a later PREPARE of it), to be called once
+   * the server confirms the DEALLOCATE or protocol-level Close (one namespace with SQL PREPARE).
    */
   forgetter(name: string): () => void {
     const was = this.#entries.get(name);
