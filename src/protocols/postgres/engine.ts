@@ -134,6 +134,17 @@ function isAsciiName(name: string): boolean {
   return true;
 }
 
+/**
+ * A DO block's body is read by the server when it runs — after the statements sent before it in
+ * the same text or pipeline, which may have changed how the server reads text (SET
+ * standard_conforming_strings = off; DO …). One whose reading could differ is taken only as a
+ * simple query on its own (the caller decides when that is); otherwise this is the refusal.
+ */
+function deferredBodyRefusal(text: string, sql: SessionDescription): GatehouseError | undefined {
+  if (!sql.statements.some((st) => st.nodeType === "DoStmt") || !settingDependent(text)) return undefined;
+  return new GatehouseError("PG_SETTINGS_AMBIGUOUS", "a DO block with backslashes or non-ASCII characters is read by the server only when it runs, after what was sent before it in the same text or pipeline (which may change how it reads it); send it as a simple query on its own");
+}
+
 /** Whether text could read differently under other settings: a backslash, or a character outside ASCII. */
 function settingDependent(text: string): boolean {
   for (let i = 0; i < text.length; i++) {
@@ -642,11 +653,8 @@ class PgSession {
     const lexing = this.#lexingRefusal(text);
     if (lexing) return this.#refused(lexing, "query");
     const sql = describeInSession(text, this.#prepared);
-    // A DO block's body is read when it runs, after the statements before it in the same text —
-    // which may have changed how the server reads it (SET standard_conforming_strings = off; DO …).
-    if (sql.statements.length > 1 && sql.statements.some((st) => st.nodeType === "DoStmt") && settingDependent(text)) {
-      return this.#refused(new GatehouseError("PG_SETTINGS_AMBIGUOUS", "a DO block with backslashes or non-ASCII characters, sent in one text with other statements, is read by the server after those statements ran (they may change how it reads it); send the DO block on its own"), "query");
-    }
+    const deferred = sql.statements.length > 1 ? deferredBodyRefusal(text, sql) : undefined;
+    if (deferred) return this.#refused(deferred, "query");
     const clash = this.#reusedGatedName(sql);
     if (clash) return this.#refused(clash, "query");
     const v = await this.#judge({ protocol: "postgres", text, sql });
@@ -829,11 +837,8 @@ class PgSession {
     const op: Operation = { protocol: "postgres", text, sql };
     const clash = this.#reusedGatedName(sql, name);
     if (clash) return this.#refused(clash, "extended");
-    // A DO block's body is read when it is executed, maybe after statements of the same pipeline
-    // changed how the server reads text: one whose reading could differ is not taken by Parse.
-    if (sql.statements.some((st) => st.nodeType === "DoStmt") && settingDependent(text)) {
-      return this.#refused(new GatehouseError("PG_SETTINGS_AMBIGUOUS", "a DO block with backslashes or non-ASCII characters is read by the server only when it runs, after what the pipeline ran before it; send it as a simple query on its own"), "extended");
-    }
+    const deferred = deferredBodyRefusal(text, sql);
+    if (deferred) return this.#refused(deferred, "extended");
     // Only one statement that parses becomes a prepared statement on the server.
     const creates = sql.parseError === undefined && sql.statements.length === 1;
     // A statement that needs review is judged when its parameters are bound (the approval covers
